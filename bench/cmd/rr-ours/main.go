@@ -1,0 +1,15 @@
+// Command rr-ours is the benchmark server with this repository's jobs plugin and its memory and
+// boltdb drivers.
+package main
+
+import (
+	jobs "github.com/rrjobs/jobs"
+	"github.com/rrjobs/jobs/drivers/boltdb"
+	"github.com/rrjobs/jobs/drivers/memory"
+
+	"github.com/rrjobs/jobs/bench/internal/serve"
+)
+
+func main() {
+	serve.Main(&jobs.Plugin{}, &memory.Plugin{}, &boltdb.Plugin{})
+}
