@@ -20,17 +20,10 @@ run: build deps
 	@echo "  $(BIN) jobs stat -c .rr.yaml.example"
 	./$(BIN) serve -c .rr.yaml.example
 
-# deps installs what the tests need on a fresh Debian machine (php-cli for the PHP workers) and
-# starts a local PostgreSQL that is installed but stopped (the postgres driver tests use it).
+# deps installs and starts what the tests talk to on a fresh Debian machine (scripts/services.sh):
+# php-cli, beanstalkd, the Pub/Sub emulator, and the machine's PostgreSQL, RabbitMQ and NATS.
 deps:
-	@command -v php >/dev/null 2>&1 || { \
-		echo "installing php-cli (needed by the PHP test workers)"; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq php-cli >/dev/null; }
-	@if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then \
-		echo "starting the local PostgreSQL"; \
-		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start || true; \
-	fi
+	@bash scripts/services.sh
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -40,7 +33,7 @@ vet:
 	$(GO) vet ./...
 	cd tests && $(GO) vet ./...
 
-unit:
+unit: deps
 	$(GO) test -race -count=1 $(CORE_PKGS)
 
 e2e: deps

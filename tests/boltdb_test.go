@@ -67,72 +67,6 @@ func TestBoltDBDelaysDueInTheSameSecond(t *testing.T) {
 	waitStat(t, c, "b1", func(st stat) bool { return st.Delayed == 0 && st.Active == 0 })
 }
 
-func TestBoltDBPriority(t *testing.T) {
-	s, c := start(t, memoryConfig+`
-jobs:
-  num_pollers: 1
-  pool:
-    num_workers: 1
-  consume: ["low", "high", "gate"]
-  pipelines:
-    gate:
-      driver: boltdb
-      config:
-        file: "{{.Dir}}/gate.db"
-    low:
-      driver: boltdb
-      config:
-        file: "{{.Dir}}/low.db"
-        priority: 20
-    high:
-      driver: boltdb
-      config:
-        file: "{{.Dir}}/high.db"
-        priority: 2
-`)
-	require.NoError(t, c.Pause("low", "high"))
-	jobs := []helpers.Job{
-		{Pipeline: "low", ID: "low-a", Payload: helpers.Action("ack")},
-		{Pipeline: "low", ID: "low-b", Payload: helpers.Action("ack")},
-		{Pipeline: "high", ID: "high-a", Payload: helpers.Action("ack")},
-		{Pipeline: "low", ID: "urgent", Payload: helpers.Action("ack"), Priority: 1},
-		{Pipeline: "high", ID: "high-b", Payload: helpers.Action("ack")},
-		{Pipeline: "low", ID: "low-c", Payload: helpers.Action("ack")},
-	}
-	for _, j := range jobs {
-		require.NoError(t, c.Push(j))
-	}
-	waitStat(t, c, "low", func(st stat) bool { return st.Active == 4 })
-	// The only worker is busy with the gate job while both pipelines hand their jobs to the shared
-	// queue, which then serves them by priority.
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "gate", ID: "gate", Payload: helpers.Action("sleep", "ms", 1500)}))
-	s.WaitEvents(t, 10*time.Second, "start", "gate", 1)
-	require.NoError(t, c.Resume("high", "low"))
-	s.WaitEvents(t, 10*time.Second, "done", "", len(jobs)+1)
-	var order []string
-	for _, e := range s.Events(t, "start", "") {
-		if e.ID != "gate" {
-			order = append(order, e.ID)
-		}
-	}
-	require.Equal(t, []string{"urgent", "high-a", "high-b", "low-a", "low-b", "low-c"}, order)
-}
-
-func TestBoltDBPauseResume(t *testing.T) {
-	s, c := start(t, boltTwoPipelines)
-	require.NoError(t, c.Pause("b1"))
-	waitStat(t, c, "b1", func(st stat) bool { return !st.Ready })
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "b1", ID: "paused", Payload: helpers.Action("ack")}))
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "b2", ID: "other", Payload: helpers.Action("ack")}))
-	s.WaitEvents(t, 10*time.Second, "done", "other", 1)
-	require.Empty(t, s.Events(t, "start", "paused"), "a paused pipeline hands out nothing")
-	waitStat(t, c, "b1", func(st stat) bool { return st.Active == 1 })
-
-	require.NoError(t, c.Resume("b1"))
-	s.WaitEvents(t, 10*time.Second, "done", "paused", 1)
-	waitStat(t, c, "b1", func(st stat) bool { return st.Ready && st.Active == 0 })
-}
-
 // Declare sends strings (permissions as PHP's decimal "493"); Destroy closes the file and keeps
 // its jobs, so declaring the pipeline again on the same file delivers them.
 func TestBoltDBDeclareDestroyAndRedeclare(t *testing.T) {
@@ -182,49 +116,6 @@ func currentUmask() os.FileMode {
 		return 0o022
 	}
 	return 0o777 &^ fi.Mode().Perm()
-}
-
-func TestBoltDBStat(t *testing.T) {
-	s, c := start(t, boltTwoPipelines)
-	require.NoError(t, c.Pause("b1"))
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "b1", ID: "s1", Payload: helpers.Action("ack")}))
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "b1", ID: "s2", Payload: helpers.Action("ack"), Delay: 60}))
-	st := waitStat(t, c, "b1", func(st stat) bool { return st.Active == 1 && st.Delayed == 1 })
-	require.Equal(t, "boltdb", st.Driver)
-	require.Equal(t, "b1", st.Queue)
-	require.Equal(t, uint64(10), st.Priority)
-	require.False(t, st.Ready)
-
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "b2", ID: "busy", Payload: helpers.Action("sleep", "ms", 1500)}))
-	waitStat(t, c, "b2", func(st stat) bool { return st.Reserved == 1 && st.Active == 0 })
-	s.WaitEvents(t, 10*time.Second, "done", "busy", 1)
-	waitStat(t, c, "b2", func(st stat) bool { return st.Reserved == 0 && st.Active == 0 })
-	require.NoError(t, c.Resume("b1"))
-	s.WaitEvents(t, 10*time.Second, "done", "s1", 1)
-	waitStat(t, c, "b1", func(st stat) bool { return st.Active == 0 && st.Delayed == 1 && st.Reserved == 0 })
-}
-
-func TestBoltDBWorkerCrashIsRedelivered(t *testing.T) {
-	s, c := start(t, boltTwoPipelines)
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "b1", ID: "crashy", Payload: helpers.Action("crash_once")}))
-	starts := s.WaitEvents(t, 15*time.Second, "start", "crashy", 2)
-	require.NotEqual(t, starts[0].PID, starts[1].PID, "the crashed worker was replaced")
-	s.WaitEvents(t, 15*time.Second, "done", "crashy", 1)
-	waitStat(t, c, "b1", func(st stat) bool { return st.Active == 0 && st.Delayed == 0 && st.Reserved == 0 })
-	require.Len(t, s.Events(t, "start", "crashy"), 2)
-}
-
-func TestBoltDBNackAndRequeue(t *testing.T) {
-	s, c := start(t, boltTwoPipelines)
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "b1", ID: "n1", Payload: helpers.Action("nack", "requeue", false)}))
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "b1", ID: "h1", Payload: helpers.Action("requeue_until", "times", 2), Headers: map[string][]string{"keep": {"me"}}}))
-	s.WaitEvents(t, 10*time.Second, "done", "h1", 3)
-	starts := s.Events(t, "start", "h1")
-	require.Len(t, starts, 3)
-	require.Equal(t, []string{"2"}, starts[2].Headers["attempts"], "requeue persisted the merged headers")
-	require.Equal(t, []string{"me"}, starts[2].Headers["keep"])
-	waitStat(t, c, "b1", func(st stat) bool { return st.Active == 0 && st.Delayed == 0 && st.Reserved == 0 })
-	require.Len(t, s.Events(t, "start", "n1"), 1, "a nack without requeue drops the job")
 }
 
 // Jobs stored by one server are delivered by the next one on the same file.

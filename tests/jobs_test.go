@@ -44,31 +44,6 @@ func TestPushAndAck(t *testing.T) {
 	require.Len(t, got.Headers["Traceparent"], 1, "a trace context is injected for PHP")
 }
 
-func TestNackWithoutRequeueIsFinal(t *testing.T) {
-	s, c := start(t, twoPipelines)
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "p1", ID: "n1", Payload: helpers.Action("nack", "requeue", false)}))
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "p1", ID: "marker", Payload: helpers.Action("ack", "sleep", 0)}))
-	s.WaitEvents(t, 10*time.Second, "done", "n1", 1)
-	s.WaitEvents(t, 10*time.Second, "done", "marker", 1)
-	waitStat(t, c, "p1", func(st stat) bool { return st.Active == 0 && st.Delayed == 0 && st.Reserved == 0 })
-	require.Len(t, s.Events(t, "start", "n1"), 1, "a final nack is not redelivered")
-}
-
-func TestNackWithRequeueAndDelay(t *testing.T) {
-	s, c := start(t, twoPipelines)
-	// requeue_until with a delay: attempt 1 asks to come back in 1 s, attempt 2 acks.
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "p1", ID: "r1", Payload: helpers.Action("requeue_until", "times", 1, "delay", 1)}))
-	starts := s.WaitEvents(t, 10*time.Second, "start", "r1", 2)
-	gap := starts[1].Time().Sub(starts[0].Time())
-	require.GreaterOrEqual(t, gap, 900*time.Millisecond, "delay_seconds honoured")
-	require.Equal(t, []string{"1"}, starts[1].Headers["attempts"], "requeue merged the worker's headers")
-
-	// nack with requeue and a delay, then the same job id acked later.
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "p1", ID: "n2", Payload: helpers.Action("nack", "requeue", true, "delay", 1)}))
-	n2 := s.WaitEvents(t, 10*time.Second, "start", "n2", 2)
-	require.GreaterOrEqual(t, n2[1].Time().Sub(n2[0].Time()), 900*time.Millisecond)
-}
-
 func TestRequeueUntilCarriesHeaders(t *testing.T) {
 	s, c := start(t, twoPipelines)
 	require.NoError(t, c.Push(helpers.Job{Pipeline: "p2", ID: "h1", Payload: helpers.Action("requeue_until", "times", 3), Headers: map[string][]string{"keep": {"me"}}}))
@@ -148,20 +123,10 @@ jobs:
 	require.Equal(t, []string{"urgent", "high-a", "high-b", "low-a", "low-b", "low-c"}, order)
 }
 
-func TestPauseAndResume(t *testing.T) {
-	s, c := start(t, twoPipelines)
-	require.NoError(t, c.Pause("p1"))
-	waitStat(t, c, "p1", func(st stat) bool { return !st.Ready })
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "p1", ID: "paused", Payload: helpers.Action("ack")}))
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "p2", ID: "other", Payload: helpers.Action("ack")}))
-	s.WaitEvents(t, 10*time.Second, "done", "other", 1)
-	require.Empty(t, s.Events(t, "start", "paused"), "a paused pipeline hands out nothing")
-	waitStat(t, c, "p1", func(st stat) bool { return st.Active == 1 })
-
-	require.NoError(t, c.Resume("p1"))
-	s.WaitEvents(t, 10*time.Second, "done", "paused", 1)
-	waitStat(t, c, "p1", func(st stat) bool { return st.Ready && st.Active == 0 })
+func TestPauseUnknownPipeline(t *testing.T) {
+	_, c := start(t, twoPipelines)
 	require.ErrorContains(t, c.Pause("nope"), "no such pipeline, requested: nope")
+	require.ErrorContains(t, c.Resume("nope"), "no such pipeline, requested: nope")
 }
 
 func TestDeclareListAndDestroy(t *testing.T) {
@@ -216,33 +181,4 @@ func TestPushBatch(t *testing.T) {
 	s.WaitEvents(t, 10*time.Second, "done", "after", 1)
 	require.Empty(t, s.Events(t, "start", "ok-1"))
 	require.Empty(t, s.Events(t, "start", "ok-2"))
-}
-
-func TestAutoAck(t *testing.T) {
-	s, c := start(t, twoPipelines)
-	// The worker crashes on it; with auto_ack the job counts as delivered and is not run again.
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "p1", ID: "aa", Payload: helpers.Action("crash"), AutoAck: true}))
-	s.WaitEvents(t, 10*time.Second, "start", "aa", 1)
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "p1", ID: "after", Payload: helpers.Action("ack"), Delay: 2}))
-	s.WaitEvents(t, 15*time.Second, "done", "after", 1)
-	require.Len(t, s.Events(t, "start", "aa"), 1)
-}
-
-func TestStatCounts(t *testing.T) {
-	s, c := start(t, twoPipelines)
-	require.NoError(t, c.Pause("p1"))
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "p1", ID: "s1", Payload: helpers.Action("ack")}))
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "p1", ID: "s2", Payload: helpers.Action("ack"), Delay: 60}))
-	st := waitStat(t, c, "p1", func(st stat) bool { return st.Active == 1 && st.Delayed == 1 })
-	require.Equal(t, "memory", st.Driver)
-	require.Equal(t, "p1", st.Queue)
-	require.Equal(t, uint64(10), st.Priority)
-	require.False(t, st.Ready)
-
-	require.NoError(t, c.Resume("p1"))
-	require.NoError(t, c.Push(helpers.Job{Pipeline: "p2", ID: "busy", Payload: helpers.Action("sleep", "ms", 1500)}))
-	waitStat(t, c, "p2", func(st stat) bool { return st.Reserved == 1 })
-	s.WaitEvents(t, 10*time.Second, "done", "busy", 1)
-	waitStat(t, c, "p2", func(st stat) bool { return st.Reserved == 0 && st.Active == 0 })
-	waitStat(t, c, "p1", func(st stat) bool { return st.Active == 0 && st.Delayed == 1 })
 }
