@@ -118,7 +118,30 @@ func (h *jobHandler) handle(g *workerGroup, job jobs.Job, stopStream *chan struc
 		}
 		return
 	}
-	h.apply(job, jobCtx, r, start)
+	h.settle(g, job, jobCtx, r, start)
+}
+
+// settle applies the worker's verdict on the poller, or in the background when the pipeline's
+// verdicts are slow (verdicts.go).
+func (h *jobHandler) settle(g *workerGroup, job jobs.Job, jobCtx []byte, r response, start time.Time) {
+	e := h.pipelines.get(job.GroupID())
+	if e == nil {
+		// Destroyed while the job ran: its driver still settles the job.
+		h.apply(job, jobCtx, r, start, nil)
+		return
+	}
+	// The closure (a heap allocation) is built only for pipelines that go to the background.
+	if e.verdicts.slow() && g.verdicts.tryGo(func() { h.timedApply(e, job, jobCtx, r, start) }) {
+		return
+	}
+	h.timedApply(e, job, jobCtx, r, start)
+}
+
+// timedApply applies the verdict and records how long the driver took.
+func (h *jobHandler) timedApply(e *pipelineEntry, job jobs.Job, jobCtx []byte, r response, start time.Time) {
+	t := time.Now()
+	h.apply(job, jobCtx, r, start, e.retry)
+	e.verdicts.observe(time.Since(t))
 }
 
 // failed handles a run that never got a verdict from a worker (crash, exec_ttl, error frame, no
@@ -138,9 +161,8 @@ func (h *jobHandler) failed(job jobs.Job, jobCtx []byte, cause error) {
 	}
 }
 
-// apply carries out the worker's reply.
-func (h *jobHandler) apply(job jobs.Job, jobCtx []byte, r response, start time.Time) {
-	policy := h.policyFor(job)
+// apply carries out the worker's reply under the pipeline's retry policy (nil: none).
+func (h *jobHandler) apply(job jobs.Job, jobCtx []byte, r response, start time.Time, policy *retryPolicy) {
 	var err error
 	switch r.Type {
 	case respComplete, respAck:

@@ -23,6 +23,8 @@ type pipelineEntry struct {
 	retry *retryPolicy
 	// consuming is true between a successful Run/Resume and Pause: readiness checks only those.
 	consuming atomic.Bool
+	// verdicts times Ack/Nack/Requeue on this pipeline's driver (see verdicts.go).
+	verdicts verdictTimer
 
 	// Series for this pipeline, resolved once instead of per push.
 	requests [2]prometheus.Counter  // by source: single, batch

@@ -45,6 +45,8 @@ type workerGroup struct {
 	execCtx    context.Context
 	abortExecs context.CancelFunc
 	wg         sync.WaitGroup
+	// verdicts applies slow drivers' verdicts off the pollers.
+	verdicts *backgroundVerdicts
 
 	log *zap.Logger
 }
@@ -54,12 +56,13 @@ func newWorkerGroup(name string, cfg *pool.Config, p Pool, queueSize uint64, pol
 		p = idleDestroyPool{p}
 	}
 	g := &workerGroup{
-		name:    name,
-		cfg:     cfg,
-		pool:    p,
-		queue:   pq.New[jobs.Job](queueSize),
-		pollers: pollers,
-		log:     log.With(zap.String("pool", name)),
+		name:     name,
+		cfg:      cfg,
+		pool:     p,
+		queue:    pq.New[jobs.Job](queueSize),
+		pollers:  pollers,
+		verdicts: newBackgroundVerdicts(pollers),
+		log:      log.With(zap.String("pool", name)),
 	}
 	g.pollCtx, g.stopPoll = context.WithCancel(context.Background())
 	g.execCtx, g.abortExecs = context.WithCancel(context.Background())
@@ -78,7 +81,8 @@ func (g *workerGroup) start(h *jobHandler) {
 }
 
 // stop stops intake at once, lets running jobs finish until ctx is done, then aborts them.
-// It returns when every poller has exited.
+// It returns when every poller has exited and the verdicts of finished jobs were applied (or ctx
+// is done), so the drivers can be stopped next.
 func (g *workerGroup) stop(ctx context.Context) {
 	g.stopPoll()
 	done := make(chan struct{})
@@ -93,6 +97,7 @@ func (g *workerGroup) stop(ctx context.Context) {
 		g.abortExecs()
 		<-done
 	}
+	g.verdicts.wait(ctx, g.log)
 }
 
 func (g *workerGroup) workers() []*worker.Process {
