@@ -138,7 +138,7 @@ func main() {
 		{"memory", func() error { return e.scenarioMemory(res) }},
 		{"shutdown", func() error { return e.scenarioShutdown(res) }},
 		{"priority", func() error { return e.scenarioPriority(res) }},
-		{"boltdb", func() error { return e.scenarioBoltDB(res) }},
+		{"boltdb", func() error { return e.scenarioDurable(res, boltDBDriver) }},
 	}
 	for _, st := range steps {
 		if !run(st.name) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,7 +37,8 @@ type pipeCfg struct {
 	prefetch int
 	consume  bool
 	driver   string // "" = memory
-	file     string // the database file of a boltdb pipeline
+	// config holds driver keys of the pipeline's config section, values as YAML scalars.
+	config map[string]string
 }
 
 // serverCfg is what differs between runs; everything else is the same for both sides.
@@ -47,6 +49,8 @@ type serverCfg struct {
 	pollers   int    // jobs.num_pollers (0 = default; stock ignores the key and uses workers+2)
 	grace     string // the graceful shutdown timeout (endure.grace_period; "" = RoadRunner's default, 30s)
 	pipelines []pipeCfg
+	// global is top-level YAML for the drivers (for example an amqp section), the same on both sides.
+	global string
 }
 
 // server is one running benchmark server process.
@@ -76,6 +80,7 @@ func (e *env) yaml(cfg serverCfg, rpcAddr, metricsAddr string) string {
 	}
 	b.WriteString("logs:\n  mode: production\n  level: error\n")
 	fmt.Fprintf(&b, "metrics:\n  address: %s\n", metricsAddr)
+	b.WriteString(cfg.global)
 	b.WriteString("jobs:\n")
 	if cfg.pollers > 0 {
 		fmt.Fprintf(&b, "  num_pollers: %d\n", cfg.pollers)
@@ -94,8 +99,13 @@ func (e *env) yaml(cfg serverCfg, rpcAddr, metricsAddr string) string {
 			driver = "memory"
 		}
 		fmt.Fprintf(&b, "    %s:\n      driver: %s\n      config:\n", p.name, driver)
-		if p.file != "" {
-			fmt.Fprintf(&b, "        file: %s\n", strconv.Quote(p.file))
+		keys := make([]string, 0, len(p.config))
+		for k := range p.config {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "        %s: %s\n", k, p.config[k])
 		}
 		fmt.Fprintf(&b, "        priority: %d\n        prefetch: %d\n", p.priority, p.prefetch)
 	}
