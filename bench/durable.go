@@ -31,6 +31,8 @@ type durableDriver struct {
 	global func() string
 	// require reports why the driver cannot be measured on this machine (nil: it can).
 	require func() error
+	// cleanup removes what a run left on the broker (the servers are killed, not stopped).
+	cleanup func(dir string)
 	note    string
 }
 
@@ -90,6 +92,9 @@ func (e *env) runDurable(s side, d durableDriver, n int, limit time.Duration) (d
 		return durableRun{}, err
 	}
 	defer os.RemoveAll(dir)
+	if d.cleanup != nil {
+		defer d.cleanup(dir)
+	}
 	cfg := serverCfg{workers: 2, pipelines: []pipeCfg{d.pipeline(dir)}}
 	if d.global != nil {
 		cfg.global = d.global()

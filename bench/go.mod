@@ -5,6 +5,8 @@ go 1.26.0
 replace github.com/rrjobs/jobs => ../
 
 require (
+	github.com/rabbitmq/amqp091-go v1.16.0
+	github.com/roadrunner-server/amqp/v5 v5.2.3
 	github.com/roadrunner-server/api/v4 v4.24.0
 	github.com/roadrunner-server/boltdb/v5 v5.1.9
 	github.com/roadrunner-server/config/v5 v5.1.9
@@ -24,6 +26,7 @@ require (
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/fatih/color v1.18.0 // indirect
 	github.com/fsnotify/fsnotify v1.9.0 // indirect

@@ -50,7 +50,7 @@ func main() {
 	quick := flag.Bool("quick", false, "a short smoke run (about a minute): fewer jobs, 1 round, short durations")
 	rounds := flag.Int("rounds", 3, "A/B rounds per scenario (the full run needs at least 3)")
 	out := flag.String("out", "", "JSON results file (default results/latest.json next to this program; quick runs write results/quick.json)")
-	only := flag.String("only", "", "comma-separated scenarios to run (pushbatch (with the limit of scenario 4),php,push,latency,memory,shutdown,priority,boltdb); default all")
+	only := flag.String("only", "", "comma-separated scenarios to run (pushbatch (with the limit of scenario 4),php,push,latency,memory,shutdown,priority,boltdb,amqp,nats); default all")
 	noPHP := flag.Bool("no-php", false, "skip the PHP-worker scenario")
 	waitLoad := flag.Float64("wait-load", 0, "before measuring, wait (up to 5 min) until the 1-minute load average is below this (0 = do not wait)")
 	verbose := flag.Bool("v", false, "print every round as it finishes")
@@ -139,6 +139,7 @@ func main() {
 		{"shutdown", func() error { return e.scenarioShutdown(res) }},
 		{"priority", func() error { return e.scenarioPriority(res) }},
 		{"boltdb", func() error { return e.scenarioDurable(res, boltDBDriver) }},
+		{"amqp", func() error { return e.scenarioDurable(res, amqpDriver) }},
 	}
 	for _, st := range steps {
 		if !run(st.name) {

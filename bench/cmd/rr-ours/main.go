@@ -1,9 +1,10 @@
-// Command rr-ours is the benchmark server with this repository's jobs plugin and its memory and
-// boltdb drivers.
+// Command rr-ours is the benchmark server with this repository's jobs plugin and its memory,
+// boltdb and amqp drivers.
 package main
 
 import (
 	jobs "github.com/rrjobs/jobs"
+	"github.com/rrjobs/jobs/drivers/amqp"
 	"github.com/rrjobs/jobs/drivers/boltdb"
 	"github.com/rrjobs/jobs/drivers/memory"
 
@@ -11,5 +12,5 @@ import (
 )
 
 func main() {
-	serve.Main(&jobs.Plugin{}, &memory.Plugin{}, &boltdb.Plugin{})
+	serve.Main(&jobs.Plugin{}, &memory.Plugin{}, &boltdb.Plugin{}, &amqp.Plugin{})
 }

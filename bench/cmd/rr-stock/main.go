@@ -1,8 +1,9 @@
 // Command rr-stock is the benchmark server with the stock RoadRunner jobs plugin (jobs/v5 v5.1.9),
-// memory driver (memory/v5 v5.2.9) and boltdb driver (boltdb/v5 v5.1.9).
+// memory driver (memory/v5 v5.2.9), boltdb driver (boltdb/v5 v5.1.9) and amqp driver (amqp/v5 v5.2.3).
 package main
 
 import (
+	stockamqp "github.com/roadrunner-server/amqp/v5"
 	stockboltdb "github.com/roadrunner-server/boltdb/v5"
 	stockjobs "github.com/roadrunner-server/jobs/v5"
 	stockmemory "github.com/roadrunner-server/memory/v5"
@@ -11,5 +12,5 @@ import (
 )
 
 func main() {
-	serve.Main(&stockjobs.Plugin{}, &stockmemory.Plugin{}, &stockboltdb.Plugin{})
+	serve.Main(&stockjobs.Plugin{}, &stockmemory.Plugin{}, &stockboltdb.Plugin{}, &stockamqp.Plugin{})
 }
