@@ -247,6 +247,12 @@ func copyStringMap(in map[string]any, out map[string]string) {
 		case map[string]any, []any:
 			b, _ := json.Marshal(t)
 			out[k] = string(b)
+		case float64:
+			// Plain decimal: YAML and JSON numbers arrive as float64, and fmt would write
+			// 1209600 as "1.2096e+06", which brokers refuse as an attribute value.
+			out[k] = strconv.FormatFloat(t, 'f', -1, 64)
+		case float32:
+			out[k] = strconv.FormatFloat(float64(t), 'f', -1, 32)
 		default:
 			out[k] = fmt.Sprint(t)
 		}

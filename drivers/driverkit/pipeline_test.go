@@ -37,6 +37,16 @@ func TestPipelineAccessorsParseDeclareStrings(t *testing.T) {
 	require.Error(t, Pipeline{"bad": "{not json"}.Map("bad", map[string]string{}))
 }
 
+// Numbers from YAML or JSON (float64) keep their plain decimal form: brokers refuse "1.2096e+06".
+func TestPipelineMapWritesNumbersInDecimal(t *testing.T) {
+	m := map[string]string{}
+	require.NoError(t, Pipeline{"a": map[string]any{"big": 1209600.0, "frac": 0.25, "f32": float32(100000)}}.Map("a", m))
+	require.Equal(t, map[string]string{"big": "1209600", "frac": "0.25", "f32": "100000"}, m)
+	m = map[string]string{}
+	require.NoError(t, Pipeline{"a": `{"MessageRetentionPeriod": 1209600}`}.Map("a", m))
+	require.Equal(t, "1209600", m["MessageRetentionPeriod"])
+}
+
 func TestPipelineNameFallsBackToQueue(t *testing.T) {
 	require.Equal(t, "q", Pipeline{"queue": "q"}.Name())
 }
