@@ -14,9 +14,14 @@ import (
 	"github.com/roadrunner-server/status/v5"
 
 	jobs "github.com/rrjobs/jobs"
+	"github.com/rrjobs/jobs/drivers/amqp"
+	"github.com/rrjobs/jobs/drivers/beanstalk"
 	"github.com/rrjobs/jobs/drivers/boltdb"
+	"github.com/rrjobs/jobs/drivers/kafka"
 	"github.com/rrjobs/jobs/drivers/memory"
+	"github.com/rrjobs/jobs/drivers/nats"
 	"github.com/rrjobs/jobs/drivers/postgres"
+	"github.com/rrjobs/jobs/drivers/sqs"
 )
 
 // Plugins returns fresh instances of every plugin the rr binary registers, except the config plugin
@@ -46,6 +51,11 @@ func Drivers() []any {
 		&memory.Plugin{},
 		&boltdb.Plugin{},
 		&postgres.Plugin{},
+		&sqs.Plugin{},
+		&amqp.Plugin{},
+		&beanstalk.Plugin{},
+		&nats.Plugin{},
+		&kafka.Plugin{},
 	}
 }
 
