@@ -140,6 +140,7 @@ func main() {
 		{"priority", func() error { return e.scenarioPriority(res) }},
 		{"boltdb", func() error { return e.scenarioDurable(res, boltDBDriver) }},
 		{"amqp", func() error { return e.scenarioDurable(res, amqpDriver) }},
+		{"nats", func() error { return e.scenarioDurable(res, natsDriver) }},
 	}
 	for _, st := range steps {
 		if !run(st.name) {

@@ -1,5 +1,5 @@
 // Command rr-ours is the benchmark server with this repository's jobs plugin and its memory,
-// boltdb and amqp drivers.
+// boltdb, amqp and nats drivers.
 package main
 
 import (
@@ -7,10 +7,11 @@ import (
 	"github.com/rrjobs/jobs/drivers/amqp"
 	"github.com/rrjobs/jobs/drivers/boltdb"
 	"github.com/rrjobs/jobs/drivers/memory"
+	"github.com/rrjobs/jobs/drivers/nats"
 
 	"github.com/rrjobs/jobs/bench/internal/serve"
 )
 
 func main() {
-	serve.Main(&jobs.Plugin{}, &memory.Plugin{}, &boltdb.Plugin{}, &amqp.Plugin{})
+	serve.Main(&jobs.Plugin{}, &memory.Plugin{}, &boltdb.Plugin{}, &amqp.Plugin{}, &nats.Plugin{})
 }
