@@ -17,6 +17,7 @@ import (
 	"github.com/rrjobs/jobs/drivers/amqp"
 	"github.com/rrjobs/jobs/drivers/beanstalk"
 	"github.com/rrjobs/jobs/drivers/boltdb"
+	"github.com/rrjobs/jobs/drivers/googlepubsub"
 	"github.com/rrjobs/jobs/drivers/kafka"
 	"github.com/rrjobs/jobs/drivers/memory"
 	"github.com/rrjobs/jobs/drivers/nats"
@@ -56,6 +57,7 @@ func Drivers() []any {
 		&beanstalk.Plugin{},
 		&nats.Plugin{},
 		&kafka.Plugin{},
+		&googlepubsub.Plugin{},
 	}
 }
 
