@@ -124,7 +124,9 @@ func TestNATSConnectionCutMidLoad(t *testing.T) {
 	helpers.RequirePHP(t)
 	p := helpers.StartProxy(t, natsTestHostPort(t))
 	stream := natsStream(t)
-	s, c := start(t, natsOnePipeline("nats://"+p.Addr, stream, ""))
+	// An ack lost with the connection leaves its message pending until ack_wait, when the server
+	// delivers it again; a short ack_wait keeps the test short.
+	s, c := start(t, natsOnePipeline("nats://"+p.Addr, stream, "ack_wait: 3s\n"))
 	helpers.Eventually(t, 15*time.Second, func() error { return expectStatus(s.Status, "/ready?plugin=jobs", http.StatusOK) }, "ready")
 
 	var mu sync.Mutex
