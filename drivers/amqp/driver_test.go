@@ -529,9 +529,9 @@ func TestQueueHeadersAndTopologyConflicts(t *testing.T) {
 }
 
 func TestUnreachableBrokerAtStart(t *testing.T) {
-	p := startProxy(t, "127.0.0.1:1")
-	p.cut()
-	conf := Config{Addr: p.url(), Queue: "q", RoutingKey: "q"}
+	p := drivertest.StartProxy(t, "127.0.0.1:1")
+	p.Cut()
+	conf := Config{Addr: proxyURL(p), Queue: "q", RoutingKey: "q"}
 	start := time.Now()
 	_, err := NewDriver(nil, "p1", conf, drivertest.NewQueue(0))
 	require.Error(t, err)
@@ -547,9 +547,9 @@ func TestReconnectAfterConnectionCut(t *testing.T) {
 	requireRabbit(t)
 	a := newAdmin(t)
 	n := uniqueNames(t, a)
-	p := startProxy(t, brokerHostPort(t, testAddr()))
+	p := drivertest.StartProxy(t, brokerHostPort(t, testAddr()))
 	conf := testConfig(n)
-	conf.Addr = p.url()
+	conf.Addr = proxyURL(p)
 	q := drivertest.NewQueue(0)
 	d := newTestDriver(t, a, "p1", conf, q)
 	run(t, d)
@@ -559,7 +559,7 @@ func TestReconnectAfterConnectionCut(t *testing.T) {
 	require.Eventually(t, func() bool { return q.Len() == 3 }, waitFor, tick)
 	atWorker := take(t, q)
 
-	p.cut()
+	p.Cut()
 	require.Eventually(t, func() bool { return q.Len() == 0 }, waitFor, tick, "jobs of the dead channel leave the shared queue")
 	st := state(t, d)
 	require.False(t, st.Ready)
@@ -575,7 +575,7 @@ func TestReconnectAfterConnectionCut(t *testing.T) {
 	require.ErrorIs(t, atWorker.Ack(), errChannelGone)
 	require.Equal(t, int64(0), state(t, d).Reserved)
 
-	p.restore()
+	p.Restore()
 	require.Eventually(t, func() bool {
 		st := state(t, d)
 		return st.Ready && st.ErrorMessage == ""
@@ -599,16 +599,16 @@ func TestReconnectWhilePaused(t *testing.T) {
 	requireRabbit(t)
 	a := newAdmin(t)
 	n := uniqueNames(t, a)
-	p := startProxy(t, brokerHostPort(t, testAddr()))
+	p := drivertest.StartProxy(t, brokerHostPort(t, testAddr()))
 	conf := testConfig(n)
-	conf.Addr = p.url()
+	conf.Addr = proxyURL(p)
 	q := drivertest.NewQueue(0)
 	d := newTestDriver(t, a, "p1", conf, q)
-	p.cut()
+	p.Cut()
 	require.Eventually(t, func() bool { return state(t, d).ErrorMessage != "" }, waitFor, tick)
 	ctx := context.Background()
 	require.ErrorContains(t, d.Run(ctx, nil), errNotConnected.Error())
-	p.restore()
+	p.Restore()
 	require.Eventually(t, func() bool { return state(t, d).ErrorMessage == "" }, waitFor, tick)
 	push(t, d, "j", "x")
 	nothing(t, q, quiet)
@@ -776,9 +776,9 @@ func TestHungBrokerIsBoundedByContexts(t *testing.T) {
 	requireRabbit(t)
 	a := newAdmin(t)
 	n := uniqueNames(t, a)
-	p := startProxy(t, brokerHostPort(t, testAddr()))
+	p := drivertest.StartProxy(t, brokerHostPort(t, testAddr()))
 	conf := testConfig(n)
-	conf.Addr = p.url()
+	conf.Addr = proxyURL(p)
 	q := drivertest.NewQueue(0)
 	d := newTestDriver(t, a, "p1", conf, q)
 	t.Cleanup(func() { a.deleteQueue(DelayQueueName(3*time.Second, n.exchange, n.queue, n.queue)) })
@@ -786,8 +786,8 @@ func TestHungBrokerIsBoundedByContexts(t *testing.T) {
 	push(t, d, "j", "x")
 	it := take(t, q)
 
-	p.freeze(true)
-	defer p.freeze(false)
+	p.Freeze(true)
+	defer p.Freeze(false)
 	bounded := func(what string, limit time.Duration, fn func(ctx context.Context)) {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()

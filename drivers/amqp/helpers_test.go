@@ -8,7 +8,6 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,98 +238,5 @@ func state(t *testing.T, d *Driver) *jobs.State {
 	return st
 }
 
-// proxy is a TCP proxy in front of the broker whose connections the test can cut.
-type proxy struct {
-	t        *testing.T
-	upstream string
-	mu       sync.Mutex
-	ln       net.Listener
-	addr     string
-	conns    map[net.Conn]struct{}
-	frozen   atomic.Bool
-}
-
-func startProxy(t *testing.T, upstream string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &proxy{t: t, upstream: upstream, ln: ln, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}}
-	go p.serve(ln)
-	t.Cleanup(p.cut)
-	return p
-}
-
-// url is the broker URI through the proxy.
-func (p *proxy) url() string {
-	return "amqp://guest:guest@" + p.addr + "/"
-}
-
-func (p *proxy) serve(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		up, err := net.Dial("tcp", p.upstream)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		go p.pipe(up, c)
-		go p.pipe(c, up)
-	}
-}
-
-// pipe copies src to dst, holding data back while the proxy is frozen.
-func (p *proxy) pipe(dst, src net.Conn) {
-	defer func() { _ = dst.Close(); _ = src.Close() }()
-	buf := make([]byte, 32*1024)
-	for {
-		n, err := src.Read(buf)
-		for n > 0 && p.frozen.Load() {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// freeze stops forwarding data without closing anything, like a broker that hangs.
-func (p *proxy) freeze(on bool) { p.frozen.Store(on) }
-
-// cut closes every connection and refuses new ones.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		_ = p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = map[net.Conn]struct{}{}
-}
-
-// restore accepts connections again on the same address.
-func (p *proxy) restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var ln net.Listener
-	require.Eventually(p.t, func() bool {
-		var err error
-		ln, err = net.Listen("tcp", p.addr)
-		return err == nil
-	}, waitFor, tick)
-	p.ln = ln
-	go p.serve(ln)
-}
+// proxyURL is the broker URI through p.
+func proxyURL(p *drivertest.Proxy) string { return "amqp://guest:guest@" + p.Addr() + "/" }

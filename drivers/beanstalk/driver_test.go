@@ -482,9 +482,9 @@ func TestTwoConsumersShareATube(t *testing.T) {
 func TestConnectionLossAndRecovery(t *testing.T) {
 	requireBeanstalk(t)
 	tube := uniqueTube(t)
-	p := newProxy(t)
+	p := drivertest.StartProxy(t, testAddr())
 	conf := testConfig(tube)
-	conf.Addr, conf.Address = "tcp://"+p.addr(), p.addr()
+	conf.Addr, conf.Address = "tcp://"+p.Addr(), p.Addr()
 	q := drivertest.NewQueue(0)
 	d := newDriver(t, conf, q)
 	run(t, d)
@@ -493,14 +493,14 @@ func TestConnectionLossAndRecovery(t *testing.T) {
 	push(t, d, msg("queued"))
 	require.Eventually(t, func() bool { return q.Len() == 1 }, waitFor, tick)
 
-	p.cut()
+	p.Cut()
 	// Pushes fail, clearly and within their context.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	start := time.Now()
 	err := d.Push(ctx, msg("during"))
 	cancel()
 	require.ErrorContains(t, err, `beanstalk pipeline "p1": push job "during": `)
-	require.ErrorContains(t, err, p.addr())
+	require.ErrorContains(t, err, p.Addr())
 	require.Less(t, time.Since(start), 2500*time.Millisecond)
 	// State reports it, and the job whose reservation was lost left the queue.
 	require.Eventually(t, func() bool {
@@ -510,7 +510,7 @@ func TestConnectionLossAndRecovery(t *testing.T) {
 	require.Eventually(t, func() bool { return q.Len() == 0 }, waitFor, tick)
 	require.ErrorContains(t, atWorker.Ack(), "its reservation was lost")
 
-	p.restore()
+	p.Restore()
 	// Consumption resumes by itself: the two jobs released by the lost connection come back.
 	got := map[string]bool{}
 	for range 2 {

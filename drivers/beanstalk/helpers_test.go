@@ -5,10 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"io"
-	"net"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -126,43 +123,29 @@ func push(t *testing.T, d *Driver, m *drivertest.Message) {
 	require.NoError(t, d.Push(context.Background(), m))
 }
 
-// take extracts the next job (failing after waitFor) and calls Context like a poller does.
+// take waits for the next job and builds its context, as a poller does.
 func take(t *testing.T, q *drivertest.Queue) jobs.Job {
 	t.Helper()
-	j, ok := q.ExtractMinTimeout(waitFor)
-	require.True(t, ok, "no job arrived within %s", waitFor)
-	_, err := j.Context()
-	require.NoError(t, err)
-	return j
+	return drivertest.Take(t, q, waitFor)
 }
 
 // requireNothing checks that no job arrives within d.
 func requireNothing(t *testing.T, q *drivertest.Queue, d time.Duration) {
 	t.Helper()
-	j, ok := q.ExtractMinTimeout(d)
-	if ok {
-		t.Fatalf("unexpected job %q arrived", j.ID())
-	}
+	drivertest.RequireNoJob(t, q, d)
 }
 
 // counts is (active, delayed, reserved).
-type counts [3]int64
+type counts = drivertest.Counts
 
 func state(t *testing.T, d *Driver) *jobs.State {
 	t.Helper()
-	st, err := d.State(context.Background())
-	require.NoError(t, err)
-	require.NotNil(t, st)
-	return st
+	return drivertest.State(t, d)
 }
 
 func requireCounts(t *testing.T, d *Driver, want counts) {
 	t.Helper()
-	var last *jobs.State
-	require.Eventually(t, func() bool {
-		last = state(t, d)
-		return last.ErrorMessage == "" && (counts{last.Active, last.Delayed, last.Reserved}) == want
-	}, waitFor, tick, "want active/delayed/reserved %v", want)
+	drivertest.RequireCounts(t, d, want, waitFor)
 }
 
 // tubeTotal is the number of jobs in tube in any state (ready, delayed, reserved, buried).
@@ -180,91 +163,4 @@ func tubeTotal(t *testing.T, tube string) int {
 		n += v
 	}
 	return n
-}
-
-// proxy is a TCP proxy in front of the test server whose link the test can cut and restore, to
-// simulate a beanstalkd that goes away and comes back.
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func newProxy(t *testing.T) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &proxy{ln: ln, target: testAddr(), conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		up, err := net.DialTimeout("tcp", p.target, 3*time.Second)
-		if err != nil {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-func (p *proxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	_ = dst.Close()
-	_ = src.Close()
-	p.mu.Lock()
-	delete(p.conns, dst)
-	delete(p.conns, src)
-	p.mu.Unlock()
-}
-
-// cut closes every proxied connection and refuses new ones until restore.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	p.down = true
-	conns := make([]net.Conn, 0, len(p.conns))
-	for c := range p.conns {
-		conns = append(conns, c)
-	}
-	p.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
-	}
-}
-
-func (p *proxy) restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
 }

@@ -70,46 +70,31 @@ func pushN(t testing.TB, d *Driver, prefix string, n int) {
 	}
 }
 
-// take extracts the next job (failing after waitFor) and calls Context like a poller does.
+// take waits for the next job and builds its context, as a poller does.
 func take(t testing.TB, q *drivertest.Queue) jobs.Job {
 	t.Helper()
-	j, ok := q.ExtractMinTimeout(waitFor)
-	require.True(t, ok, "no job arrived within %s", waitFor)
-	_, err := j.Context()
-	require.NoError(t, err)
-	return j
+	return drivertest.Take(t, q, waitFor)
 }
 
 // requireNothing checks that no job arrives within quiet.
 func requireNothing(t testing.TB, q *drivertest.Queue) {
 	t.Helper()
-	j, ok := q.ExtractMinTimeout(quiet)
-	if ok {
-		t.Fatalf("unexpected job %q arrived", j.ID())
-	}
+	drivertest.RequireNoJob(t, q, quiet)
 }
 
 func state(t testing.TB, d *Driver) *jobs.State {
 	t.Helper()
-	st, err := d.State(context.Background())
-	require.NoError(t, err)
-	require.NotNil(t, st)
-	require.GreaterOrEqual(t, st.Active, int64(0))
-	require.GreaterOrEqual(t, st.Delayed, int64(0))
-	require.GreaterOrEqual(t, st.Reserved, int64(0))
-	return st
+	return drivertest.State(t, d)
 }
 
 // counts is (active, delayed, reserved).
-type counts [3]int64
+type counts = drivertest.Counts
 
-func countsOf(st *jobs.State) counts { return counts{st.Active, st.Delayed, st.Reserved} }
+var countsOf = drivertest.CountsOf
 
 func requireCounts(t testing.TB, d *Driver, want counts) {
 	t.Helper()
-	var got counts
-	require.Eventually(t, func() bool { got = countsOf(state(t, d)); return got == want }, waitFor, tick,
-		"want active/delayed/reserved %v", want)
+	drivertest.RequireCounts(t, d, want, waitFor)
 }
 
 // fileCounts reads the number of keys in each bucket straight from a closed database file.

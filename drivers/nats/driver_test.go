@@ -382,8 +382,8 @@ func TestRateLimit(t *testing.T) {
 func TestPushWhileDisconnectedAndResume(t *testing.T) {
 	t.Parallel()
 	conf := testConf(t)
-	p := startProxy(t, natsHostPort(t))
-	conf.Addr = "nats://" + p.addr
+	p := drivertest.StartProxy(t, natsHostPort(t))
+	conf.Addr = "nats://" + p.Addr()
 	conf.AckWait = time.Second
 	h := newHarness(t, "cut", conf).run()
 	h.push("before")

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"io"
-	"net"
 	"net/url"
 	"os"
 	"sync"
@@ -196,79 +194,4 @@ type driverContext struct {
 	Headers  map[string][]string `json:"headers"`
 	Queue    string              `json:"queue"`
 	Pipeline string              `json:"pipeline"`
-}
-
-// tcpProxy forwards a local port to the NATS server; Cut drops every connection and refuses new
-// ones until Restore.
-type tcpProxy struct {
-	t        *testing.T
-	addr     string
-	upstream string
-	mu       sync.Mutex
-	ln       net.Listener
-	conns    map[net.Conn]struct{}
-}
-
-func startProxy(t *testing.T, upstream string) *tcpProxy {
-	t.Helper()
-	p := &tcpProxy{t: t, upstream: upstream, conns: map[net.Conn]struct{}{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	t.Cleanup(p.Cut)
-	return p
-}
-
-func (p *tcpProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", p.upstream)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns[c], p.conns[u] = struct{}{}, struct{}{}
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(u, c); _ = u.Close(); _ = c.Close() }()
-			go func() { _, _ = io.Copy(c, u); _ = u.Close(); _ = c.Close() }()
-		}
-	}()
-}
-
-// Cut closes the listener and every proxied connection.
-func (p *tcpProxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		_ = p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = map[net.Conn]struct{}{}
-}
-
-// Restore listens again on the same address.
-func (p *tcpProxy) Restore() {
-	p.t.Helper()
-	var ln net.Listener
-	var err error
-	for i := 0; i < 50; i++ {
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	require.NoError(p.t, err)
-	p.serve(ln)
 }

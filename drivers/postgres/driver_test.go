@@ -432,7 +432,9 @@ func TestBadDSNFailsAtConstruction(t *testing.T) {
 	_, err = p.DriverFromPipeline(drivertest.NewPipeline("x", "postgres", map[string]any{"dsn": "postgres://%zz"}), drivertest.NewQueue(0))
 	require.ErrorContains(t, err, `postgres pipeline "x": invalid dsn`)
 
-	_, err = (&Plugin{}).DriverFromPipeline(drivertest.NewPipeline("y", "postgres", nil), drivertest.NewQueue(0))
+	noDSN := &Plugin{}
+	require.NoError(t, noDSN.Init(drivertest.NopLogger(), drivertest.Configurer{}))
+	_, err = noDSN.DriverFromPipeline(drivertest.NewPipeline("y", "postgres", nil), drivertest.NewQueue(0))
 	require.ErrorContains(t, err, `postgres pipeline "y": no database`)
 }
 

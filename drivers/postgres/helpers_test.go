@@ -141,43 +141,29 @@ func push(t *testing.T, d *Driver, m *drivertest.Message) {
 	require.NoError(t, d.Push(context.Background(), m))
 }
 
-// take extracts the next job (failing after waitFor) and calls Context like a poller does.
+// take waits for the next job and builds its context, as a poller does.
 func take(t *testing.T, q *drivertest.Queue) jobs.Job {
 	t.Helper()
-	j, ok := q.ExtractMinTimeout(waitFor)
-	require.True(t, ok, "no job arrived within %s", waitFor)
-	_, err := j.Context()
-	require.NoError(t, err)
-	return j
+	return drivertest.Take(t, q, waitFor)
 }
 
 // requireNothing checks that no job arrives within d.
 func requireNothing(t *testing.T, q *drivertest.Queue, d time.Duration) {
 	t.Helper()
-	j, ok := q.ExtractMinTimeout(d)
-	if ok {
-		t.Fatalf("unexpected job %q arrived", j.ID())
-	}
+	drivertest.RequireNoJob(t, q, d)
 }
 
 // counts is (active, delayed, reserved).
-type counts [3]int64
+type counts = drivertest.Counts
 
 func state(t *testing.T, d *Driver) *jobs.State {
 	t.Helper()
-	st, err := d.State(context.Background())
-	require.NoError(t, err)
-	require.NotNil(t, st)
-	return st
+	return drivertest.State(t, d)
 }
 
 func requireCounts(t *testing.T, d *Driver, want counts) {
 	t.Helper()
-	var last *jobs.State
-	require.Eventually(t, func() bool {
-		last = state(t, d)
-		return last.ErrorMessage == "" && (counts{last.Active, last.Delayed, last.Reserved}) == want
-	}, waitFor, tick, "want active/delayed/reserved %v", want)
+	drivertest.RequireCounts(t, d, want, waitFor)
 }
 
 // rowCount counts the rows of table (all queues).
