@@ -5,12 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -143,92 +140,7 @@ func TestAMQPConnectionCutMidLoad(t *testing.T) {
 	p := helpers.StartProxy(t, amqpHostPort(t))
 	queue := amqpQueue(t)
 	s, c := start(t, amqpCutConfig(p.Addr, queue))
-	helpers.Eventually(t, 15*time.Second, func() error { return expectStatus(s.Status, "/ready?plugin=jobs", http.StatusOK) }, "ready")
-
-	var mu sync.Mutex
-	var accepted []string
-	var pushErrs []error
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			id := "load-" + strconv.Itoa(i)
-			err := c.Push(helpers.Job{Pipeline: "q", ID: id, Payload: helpers.Action("sleep", "ms", 20)})
-			mu.Lock()
-			if err == nil {
-				accepted = append(accepted, id)
-			} else {
-				pushErrs = append(pushErrs, err)
-			}
-			mu.Unlock()
-			time.Sleep(5 * time.Millisecond)
-		}
-	})
-	helpers.Eventually(t, 15*time.Second, func() error {
-		if n := len(s.Events(t, "done", "")); n < 20 {
-			return fmt.Errorf("%d jobs done", n)
-		}
-		return nil
-	}, "jobs flow before the cut")
-
-	p.Cut()
-	waitStat(t, c, "q", func(st stat) bool { return !st.Ready })
-	helpers.Eventually(t, 10*time.Second, func() error {
-		return expectStatus(s.Status, "/ready?plugin=jobs", http.StatusServiceUnavailable)
-	}, "not ready while the broker is unreachable")
-	start := time.Now()
-	err := c.Push(helpers.Job{Pipeline: "q", ID: "while-cut", Payload: helpers.Action("ack")})
-	require.Error(t, err)
-	require.Contains(t, err.Error(), "not connected to RabbitMQ")
-	require.Contains(t, err.Error(), `job "while-cut" was not pushed`)
-	require.Less(t, time.Since(start), 2*time.Second, "a push fails at once, it does not wait for the timeout")
-
-	p.Restore(t)
-	waitStat(t, c, "q", func(st stat) bool { return st.Ready })
-	helpers.Eventually(t, 15*time.Second, func() error { return expectStatus(s.Status, "/ready?plugin=jobs", http.StatusOK) }, "ready again")
-	mu.Lock()
-	before := len(accepted)
-	mu.Unlock()
-	helpers.Eventually(t, 15*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(accepted) < before+20 {
-			return fmt.Errorf("%d pushes accepted after the restore", len(accepted)-before)
-		}
-		return nil
-	}, "pushes succeed again")
-	close(stop)
-	wg.Wait()
-
-	mu.Lock()
-	defer mu.Unlock()
-	require.NotEmpty(t, pushErrs, "pushes failed while the connection was cut")
-	for _, err := range pushErrs {
-		require.Contains(t, err.Error(), "amqp", "the error names the driver: %v", err)
-	}
-	helpers.Eventually(t, 30*time.Second, func() error {
-		done := map[string]bool{}
-		for _, e := range s.Events(t, "done", "") {
-			done[e.ID] = true
-		}
-		var missing []string
-		for _, id := range accepted {
-			if !done[id] {
-				missing = append(missing, id)
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("%d of %d accepted jobs not processed, e.g. %v", len(missing), len(accepted), missing[:min(5, len(missing))])
-		}
-		return nil
-	}, "every accepted push is processed")
-	require.Empty(t, s.Events(t, "start", "while-cut"))
-	waitStat(t, c, "q", func(st stat) bool { return st.Active == 0 && st.Reserved == 0 && st.Ready })
+	connectionCutMidLoad(t, s, c, p, "q", "amqp", "not connected to RabbitMQ", `job "while-cut" was not pushed`)
 }
 
 // A worker that dies mid-job: the job goes back to RabbitMQ (through a 1 s delay queue) and runs

@@ -5,12 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -127,93 +124,7 @@ func TestNATSConnectionCutMidLoad(t *testing.T) {
 	// An ack lost with the connection leaves its message pending until ack_wait, when the server
 	// delivers it again; a short ack_wait keeps the test short.
 	s, c := start(t, natsOnePipeline("nats://"+p.Addr, stream, "ack_wait: 3s\n"))
-	helpers.Eventually(t, 15*time.Second, func() error { return expectStatus(s.Status, "/ready?plugin=jobs", http.StatusOK) }, "ready")
-
-	var mu sync.Mutex
-	var accepted []string
-	var pushErrs []error
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			id := "load-" + strconv.Itoa(i)
-			err := c.Push(helpers.Job{Pipeline: "q", ID: id, Payload: helpers.Action("sleep", "ms", 20)})
-			mu.Lock()
-			if err == nil {
-				accepted = append(accepted, id)
-			} else {
-				pushErrs = append(pushErrs, err)
-			}
-			mu.Unlock()
-			time.Sleep(5 * time.Millisecond)
-		}
-	})
-	helpers.Eventually(t, 15*time.Second, func() error {
-		if n := len(s.Events(t, "done", "")); n < 20 {
-			return fmt.Errorf("%d jobs done", n)
-		}
-		return nil
-	}, "jobs flow before the cut")
-
-	p.Cut()
-	waitStat(t, c, "q", func(st stat) bool { return !st.Ready })
-	helpers.Eventually(t, 10*time.Second, func() error {
-		return expectStatus(s.Status, "/ready?plugin=jobs", http.StatusServiceUnavailable)
-	}, "not ready while the server is unreachable")
-	begin := time.Now()
-	err := c.Push(helpers.Job{Pipeline: "q", ID: "while-cut", Payload: helpers.Action("ack")})
-	require.Error(t, err)
-	require.Contains(t, err.Error(), "not connected to the NATS server")
-	require.Contains(t, err.Error(), `push job "while-cut"`)
-	require.Contains(t, err.Error(), "the job was not stored")
-	require.Less(t, time.Since(begin), 2*time.Second, "a push fails at once, it does not wait for the timeout")
-
-	p.Restore(t)
-	waitStat(t, c, "q", func(st stat) bool { return st.Ready })
-	helpers.Eventually(t, 15*time.Second, func() error { return expectStatus(s.Status, "/ready?plugin=jobs", http.StatusOK) }, "ready again")
-	mu.Lock()
-	before := len(accepted)
-	mu.Unlock()
-	helpers.Eventually(t, 15*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(accepted) < before+20 {
-			return fmt.Errorf("%d pushes accepted after the restore", len(accepted)-before)
-		}
-		return nil
-	}, "pushes succeed again")
-	close(stop)
-	wg.Wait()
-
-	mu.Lock()
-	defer mu.Unlock()
-	require.NotEmpty(t, pushErrs, "pushes failed while the connection was cut")
-	for _, err := range pushErrs {
-		require.Contains(t, err.Error(), "nats pipeline", "the error names the driver: %v", err)
-	}
-	helpers.Eventually(t, 30*time.Second, func() error {
-		done := map[string]bool{}
-		for _, e := range s.Events(t, "done", "") {
-			done[e.ID] = true
-		}
-		var missing []string
-		for _, id := range accepted {
-			if !done[id] {
-				missing = append(missing, id)
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("%d of %d accepted jobs not processed, e.g. %v", len(missing), len(accepted), missing[:min(5, len(missing))])
-		}
-		return nil
-	}, "every accepted push is processed")
-	require.Empty(t, s.Events(t, "start", "while-cut"))
-	waitStat(t, c, "q", func(st stat) bool { return st.Active == 0 && st.Reserved == 0 && st.Ready })
+	connectionCutMidLoad(t, s, c, p, "q", "nats pipeline", "not connected to the NATS server", `push job "while-cut"`, "the job was not stored")
 }
 
 // A job that runs four times longer than ack_wait is not delivered a second time: the driver
