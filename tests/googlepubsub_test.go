@@ -214,16 +214,22 @@ func TestPubSubDeadLetterTopic(t *testing.T) {
 	}))
 	require.NoError(t, c.Push(helpers.Job{Pipeline: "q", ID: "poison", Payload: helpers.Action("nack", "requeue", true),
 		Headers: map[string][]string{"origin": {"e2e"}}}))
-	got := s.WaitEvents(t, 20*time.Second, "start", "poison", 6) // 5 attempts in q, then once in dead
-	s.WaitEvents(t, 20*time.Second, "done", "poison", 6)
-	last := got[5]
-	require.Equal(t, "dead", last.Pipeline)
-	require.Equal(t, []string{"e2e"}, last.Headers["origin"])
+	// 5 attempts in q, then the dead-letter pipeline gets it (where it is nacked again, so it may
+	// come back there: only q's deliveries are counted exactly).
+	got := s.WaitEvents(t, 20*time.Second, "start", "poison", 6)
+	require.Equal(t, "dead", got[5].Pipeline)
+	require.Equal(t, []string{"e2e"}, got[5].Headers["origin"])
 	for _, e := range got[:5] {
 		require.Equal(t, "q", e.Pipeline)
 	}
 	waitStat(t, c, "q", func(st stat) bool { return st.Reserved == 0 && st.Active == 0 })
-	require.Len(t, s.Events(t, "start", "poison"), 6, "no delivery after the dead-letter topic took it")
+	inQ := 0
+	for _, e := range s.Events(t, "start", "poison") {
+		if e.Pipeline == "q" {
+			inQ++
+		}
+	}
+	require.Equal(t, 5, inQ, "no delivery in q after the dead-letter topic took it")
 }
 
 // A restarted rr resumes the pipeline's subscription: jobs pushed while it was paused and then
