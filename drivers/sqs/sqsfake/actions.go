@@ -881,6 +881,14 @@ type handleEntry struct {
 }
 
 func (s *Server) deleteMessageBatch(_ *http.Request, body []byte) (any, *apiError) {
+	return s.handleBatch(body, func(q *queue, e handleEntry, now time.Time) *apiError {
+		return s.deleteOne(q, e.ReceiptHandle, now)
+	})
+}
+
+// handleBatch runs apply for each entry of a batch request on receipt handles (DeleteMessageBatch,
+// ChangeMessageVisibilityBatch) and reports which entries succeeded and which failed.
+func (s *Server) handleBatch(body []byte, apply func(q *queue, e handleEntry, now time.Time) *apiError) (any, *apiError) {
 	var in struct {
 		QueueURL string `json:"QueueUrl"`
 		Entries  []handleEntry
@@ -905,7 +913,7 @@ func (s *Server) deleteMessageBatch(_ *http.Request, body []byte) (any, *apiErro
 	q.expire(now)
 	ok, bad := []map[string]string{}, []batchError{}
 	for _, e := range in.Entries {
-		if aerr := s.deleteOne(q, e.ReceiptHandle, now); aerr != nil {
+		if aerr := apply(q, e, now); aerr != nil {
 			bad = append(bad, failed(e.ID, aerr))
 			continue
 		}
@@ -969,36 +977,7 @@ func (s *Server) changeMessageVisibility(_ *http.Request, body []byte) (any, *ap
 }
 
 func (s *Server) changeMessageVisibilityBatch(_ *http.Request, body []byte) (any, *apiError) {
-	var in struct {
-		QueueURL string `json:"QueueUrl"`
-		Entries  []handleEntry
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(in.Entries))
-	for i, e := range in.Entries {
-		ids[i] = e.ID
-	}
-	if aerr := checkBatchIDs(ids); aerr != nil {
-		return nil, aerr
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
-	now := s.now()
-	q.expire(now)
-	ok, bad := []map[string]string{}, []batchError{}
-	for _, e := range in.Entries {
-		if aerr := s.changeOne(q, e.ReceiptHandle, e.VisibilityTimeout, now); aerr != nil {
-			bad = append(bad, failed(e.ID, aerr))
-			continue
-		}
-		ok = append(ok, map[string]string{"Id": e.ID})
-	}
-	s.wakeLocked()
-	return map[string]any{"Successful": ok, "Failed": bad}, nil
+	return s.handleBatch(body, func(q *queue, e handleEntry, now time.Time) *apiError {
+		return s.changeOne(q, e.ReceiptHandle, e.VisibilityTimeout, now)
+	})
 }
