@@ -192,7 +192,7 @@ func (d *Driver) receive(ctx context.Context, m jetstream.Msg) bool {
 		it.state = stDone
 	} else {
 		d.mu.Lock()
-		if d.stopped {
+		if d.consume.Stopped() {
 			d.mu.Unlock()
 			return false
 		}

@@ -13,6 +13,8 @@ import (
 	rrerrors "github.com/roadrunner-server/errors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/rrjobs/jobs/drivers/driverkit"
 )
 
 const (
@@ -59,20 +61,16 @@ type Driver struct {
 
 	life       context.Context
 	lifeCancel context.CancelFunc
-	bgOnce     sync.Once
 	bgWG       sync.WaitGroup
 	setupMu    sync.Mutex // one repair at a time
 
 	mu        sync.Mutex
+	consume   driverkit.ConsumeState // guarded by mu
 	stream    jetstream.Stream
 	mainCons  jetstream.Consumer
 	delayCons jetstream.Consumer
 	held      map[uint64]*Item // non-auto_ack messages in the shared queue or at a worker, by stream seq
-	running   bool
-	stopped   bool
-	runCancel context.CancelFunc
-	runDone   chan struct{}
-	connErr   error // why the connection is down, nil while connected
+	connErr   error            // why the connection is down, nil while connected
 	fetchErr  error
 	delayErr  error
 }
@@ -101,6 +99,7 @@ func NewDriver(log *zap.Logger, pipeline string, conf Config, queue jobs.Queue) 
 	}
 	main, delayedName := consumerNames(pipeline, conf.Subject)
 	d := &Driver{
+		consume:  driverkit.ConsumeState{Driver: pluginName, Pipeline: pipeline},
 		log:      log,
 		queue:    queue,
 		pipeline: pipeline,
@@ -231,7 +230,7 @@ func (d *Driver) Push(ctx context.Context, msg jobs.Message) error {
 		return rrerrors.E(op, fmt.Errorf("nats pipeline %q: nil message", d.pipeline))
 	}
 	d.mu.Lock()
-	stopped, connErr := d.stopped, d.connErr
+	stopped, connErr := d.consume.Stopped(), d.connErr
 	d.mu.Unlock()
 	if stopped {
 		return rrerrors.E(op, fmt.Errorf("nats pipeline %q is stopped, job %q was not pushed", d.pipeline, msg.ID()))
@@ -331,24 +330,11 @@ func (d *Driver) Resume(_ context.Context, _ string) error {
 func (d *Driver) start() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stopped {
-		return fmt.Errorf("nats pipeline %q is stopped", d.pipeline)
-	}
-	if d.running {
-		return fmt.Errorf("nats pipeline %q is already running", d.pipeline)
-	}
-	d.bgOnce.Do(func() {
+	return d.consume.Start(d.life, func() {
 		d.bgWG.Add(2)
 		go d.heartbeat()
 		go d.delayLoop()
-	})
-	ctx, cancel := context.WithCancel(d.life)
-	done := make(chan struct{})
-	d.running = true
-	d.runCancel = cancel
-	d.runDone = done
-	go d.consumeLoop(ctx, done)
-	return nil
+	}, d.consumeLoop)
 }
 
 // Pause stops fetching; jobs already in the shared queue still run (their progress signals go on)
@@ -356,22 +342,12 @@ func (d *Driver) start() error {
 func (d *Driver) Pause(ctx context.Context, _ string) error {
 	const op = rrerrors.Op("nats_pause")
 	d.mu.Lock()
-	if d.stopped {
-		d.mu.Unlock()
-		return rrerrors.E(op, fmt.Errorf("nats pipeline %q is stopped", d.pipeline))
-	}
-	if !d.running {
-		d.mu.Unlock()
-		return rrerrors.E(op, fmt.Errorf("nats pipeline %q: no active listeners, nothing to pause", d.pipeline))
-	}
-	d.running = false
-	d.runCancel()
-	done := d.runDone
+	done, err := d.consume.Pause()
 	d.mu.Unlock()
-
-	select {
-	case <-done:
-	case <-ctx.Done():
+	if err != nil {
+		return rrerrors.E(op, err)
+	}
+	if !driverkit.WaitDone(ctx, done) {
 		d.log.Warn("pipeline was paused, but its fetch loop is still blocked inserting a job into the full queue",
 			zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
 	}
@@ -386,18 +362,11 @@ func (d *Driver) Pause(ctx context.Context, _ string) error {
 func (d *Driver) Stop(ctx context.Context) error {
 	const op = rrerrors.Op("nats_stop")
 	d.mu.Lock()
-	if d.stopped {
-		d.mu.Unlock()
+	done, first := d.consume.Stop()
+	d.mu.Unlock()
+	if !first {
 		return nil
 	}
-	d.stopped = true
-	d.running = false
-	var done chan struct{}
-	if d.runCancel != nil {
-		d.runCancel()
-		done = d.runDone
-	}
-	d.mu.Unlock()
 	// The delayed-jobs loop and the progress signals end too (their pending pull request in
 	// parallel with the fetch loop's).
 	d.lifeCancel()
@@ -405,13 +374,9 @@ func (d *Driver) Stop(ctx context.Context) error {
 	// Free room for a fetch loop blocked in Insert, then wait for its pending pull request to end
 	// and for it to exit; only then hand the jobs back (see fetchOnce).
 	taken := d.takeFromQueue()
-	if done != nil {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			d.log.Warn("pipeline fetch loop is still blocked inserting a job into the full queue",
-				zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
-		}
+	if !driverkit.WaitDone(ctx, done) {
+		d.log.Warn("pipeline fetch loop is still blocked inserting a job into the full queue",
+			zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
 	}
 	released := d.handBack(append(taken, d.takeFromQueue()...))
 
@@ -468,7 +433,7 @@ func (d *Driver) State(ctx context.Context) (*jobs.State, error) {
 		Queue:    d.conf.Subject,
 		Priority: uint64(d.conf.Priority), //nolint:gosec // >= 1
 	}
-	running, stopped, connErr, fetchErr, delayErr := d.running, d.stopped, d.connErr, d.fetchErr, d.delayErr
+	running, stopped, connErr, fetchErr, delayErr := d.consume.Running(), d.consume.Stopped(), d.connErr, d.fetchErr, d.delayErr
 	mainCons, delayCons := d.mainCons, d.delayCons
 	d.mu.Unlock()
 
@@ -511,7 +476,7 @@ func (d *Driver) State(ctx context.Context) (*jobs.State, error) {
 // onDisconnect records a lost connection (nats.go reconnects by itself).
 func (d *Driver) onDisconnect(_ *nats.Conn, err error) {
 	d.mu.Lock()
-	stopped := d.stopped
+	stopped := d.consume.Stopped()
 	if err == nil {
 		err = errors.New("connection closed")
 	}
@@ -552,7 +517,7 @@ func (d *Driver) signal() {
 func (d *Driver) isStopped() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.stopped
+	return d.consume.Stopped()
 }
 
 // sleepCtx sleeps for dur unless ctx ends first (then it returns false).

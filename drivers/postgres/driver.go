@@ -67,15 +67,11 @@ type Driver struct {
 
 	life       context.Context
 	lifeCancel context.CancelFunc
-	bgOnce     sync.Once
 	bgWG       sync.WaitGroup
 
 	mu        sync.Mutex
-	held      map[int64]*Item // leased, non-auto_ack jobs in the shared queue or at a worker
-	running   bool
-	stopped   bool
-	runCancel context.CancelFunc
-	runDone   chan struct{}
+	consume   driverkit.ConsumeState // guarded by mu
+	held      map[int64]*Item        // leased, non-auto_ack jobs in the shared queue or at a worker
 	listenErr error
 	fetchErr  error
 }
@@ -137,6 +133,7 @@ func NewDriver(log *zap.Logger, pipeline string, conf Config, queue jobs.Queue) 
 	}
 
 	d := &Driver{
+		consume:  driverkit.ConsumeState{Driver: pluginName, Pipeline: pipeline},
 		log:      log,
 		queue:    queue,
 		pipeline: pipeline,
@@ -273,7 +270,7 @@ func (d *Driver) Push(ctx context.Context, msg jobs.Message) error {
 		return rrerrors.E(op, fmt.Errorf("postgres pipeline %q: nil message", d.pipeline))
 	}
 	d.mu.Lock()
-	stopped := d.stopped
+	stopped := d.consume.Stopped()
 	d.mu.Unlock()
 	if stopped {
 		return rrerrors.E(op, fmt.Errorf("postgres pipeline %q is stopped, job %q was not pushed", d.pipeline, msg.ID()))
@@ -331,24 +328,11 @@ func (d *Driver) Resume(_ context.Context, _ string) error {
 func (d *Driver) start() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stopped {
-		return fmt.Errorf("postgres pipeline %q is stopped", d.pipeline)
-	}
-	if d.running {
-		return fmt.Errorf("postgres pipeline %q is already running", d.pipeline)
-	}
-	d.bgOnce.Do(func() {
+	return d.consume.Start(d.life, func() {
 		d.bgWG.Add(2)
 		go d.listen()
 		go d.heartbeat()
-	})
-	ctx, cancel := context.WithCancel(d.life)
-	done := make(chan struct{})
-	d.running = true
-	d.runCancel = cancel
-	d.runDone = done
-	go d.fetchLoop(ctx, done)
-	return nil
+	}, d.fetchLoop)
 }
 
 // Pause stops leasing new jobs; jobs already in the shared queue still run (their leases are kept
@@ -356,22 +340,12 @@ func (d *Driver) start() error {
 func (d *Driver) Pause(ctx context.Context, _ string) error {
 	const op = rrerrors.Op("postgres_pause")
 	d.mu.Lock()
-	if d.stopped {
-		d.mu.Unlock()
-		return rrerrors.E(op, fmt.Errorf("postgres pipeline %q is stopped", d.pipeline))
-	}
-	if !d.running {
-		d.mu.Unlock()
-		return rrerrors.E(op, fmt.Errorf("postgres pipeline %q: no active listeners, nothing to pause", d.pipeline))
-	}
-	d.running = false
-	d.runCancel()
-	done := d.runDone
+	done, err := d.consume.Pause()
 	d.mu.Unlock()
-
-	select {
-	case <-done:
-	case <-ctx.Done():
+	if err != nil {
+		return rrerrors.E(op, err)
+	}
+	if !driverkit.WaitDone(ctx, done) {
 		d.log.Warn("pipeline was paused, but its fetcher is still blocked inserting a job into the full queue",
 			zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
 	}
@@ -384,28 +358,17 @@ func (d *Driver) Pause(ctx context.Context, _ string) error {
 // lease until it expires, since no heartbeat extends it any more. The pool is closed. Idempotent.
 func (d *Driver) Stop(ctx context.Context) error {
 	d.mu.Lock()
-	if d.stopped {
-		d.mu.Unlock()
+	done, first := d.consume.Stop()
+	d.mu.Unlock()
+	if !first {
 		return nil
 	}
-	d.stopped = true
-	d.running = false
-	var done chan struct{}
-	if d.runCancel != nil {
-		d.runCancel()
-		done = d.runDone
-	}
-	d.mu.Unlock()
 
 	// Free room for a fetcher blocked in Insert, then wait for it to exit.
 	released := d.dropFromQueue(ctx)
-	if done != nil {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			d.log.Warn("pipeline fetcher is still blocked inserting a job into the full queue",
-				zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
-		}
+	if !driverkit.WaitDone(ctx, done) {
+		d.log.Warn("pipeline fetcher is still blocked inserting a job into the full queue",
+			zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
 	}
 	released += d.dropFromQueue(ctx)
 
@@ -431,9 +394,9 @@ func (d *Driver) State(ctx context.Context) (*jobs.State, error) {
 		Driver:   pluginName,
 		Queue:    d.conf.Queue,
 		Priority: uint64(d.conf.Priority), //nolint:gosec // validated >= 1
-		Ready:    d.running,
+		Ready:    d.consume.Running(),
 	}
-	listenErr, fetchErr, running := d.listenErr, d.fetchErr, d.running
+	listenErr, fetchErr, running := d.listenErr, d.fetchErr, d.consume.Running()
 	d.mu.Unlock()
 
 	var active, delayed, reserved int64
@@ -702,7 +665,7 @@ func (d *Driver) dropFromQueue(_ context.Context) int {
 func (d *Driver) isStopped() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.stopped
+	return d.consume.Stopped()
 }
 
 // settle ends the life of a held job in this process: false when it was already settled (or is an

@@ -15,6 +15,8 @@ import (
 	rrerrors "github.com/roadrunner-server/errors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/rrjobs/jobs/drivers/driverkit"
 )
 
 const (
@@ -59,17 +61,13 @@ type Driver struct {
 
 	life       context.Context
 	lifeCancel context.CancelFunc
-	bgOnce     sync.Once
 	bgWG       sync.WaitGroup
 
-	mu        sync.Mutex
-	held      map[*Item]struct{} // received and not settled: in the shared queue or at a worker
-	slot      chan struct{}      // a held job was settled
-	running   bool
-	stopped   bool
-	runCancel context.CancelFunc
-	runDone   chan struct{}
-	recvErr   error
+	mu      sync.Mutex
+	consume driverkit.ConsumeState // guarded by mu
+	held    map[*Item]struct{}     // received and not settled: in the shared queue or at a worker
+	slot    chan struct{}          // a held job was settled
+	recvErr error
 }
 
 var _ jobs.Driver = (*Driver)(nil)
@@ -105,6 +103,7 @@ func NewDriver(log *zap.Logger, pipeline string, conf Config, pq jobs.Queue) (*D
 		return nil, rrerrors.E(op, fmt.Errorf("sqs pipeline %q: %w", pipeline, err))
 	}
 	d := &Driver{
+		consume:  driverkit.ConsumeState{Driver: pluginName, Pipeline: pipeline},
 		log:      log,
 		pq:       pq,
 		pipeline: pipeline,
@@ -283,23 +282,10 @@ func (d *Driver) Resume(_ context.Context, _ string) error {
 func (d *Driver) start() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stopped {
-		return fmt.Errorf("sqs pipeline %q is stopped", d.pipeline)
-	}
-	if d.running {
-		return fmt.Errorf("sqs pipeline %q is already running", d.pipeline)
-	}
-	d.bgOnce.Do(func() {
+	return d.consume.Start(d.life, func() {
 		d.bgWG.Add(1)
 		go d.extendLoop()
-	})
-	ctx, cancel := context.WithCancel(d.life)
-	done := make(chan struct{})
-	d.running = true
-	d.runCancel = cancel
-	d.runDone = done
-	go d.receiveLoop(ctx, done)
-	return nil
+	}, d.receiveLoop)
 }
 
 // Pause stops receiving: a long poll in progress is cancelled. Jobs already received still run
@@ -308,22 +294,12 @@ func (d *Driver) start() error {
 func (d *Driver) Pause(ctx context.Context, _ string) error {
 	const op = rrerrors.Op("sqs_pause")
 	d.mu.Lock()
-	if d.stopped {
-		d.mu.Unlock()
-		return rrerrors.E(op, fmt.Errorf("sqs pipeline %q is stopped", d.pipeline))
-	}
-	if !d.running {
-		d.mu.Unlock()
-		return rrerrors.E(op, fmt.Errorf("sqs pipeline %q: no active listeners, nothing to pause", d.pipeline))
-	}
-	d.running = false
-	d.runCancel()
-	done := d.runDone
+	done, err := d.consume.Pause()
 	d.mu.Unlock()
-
-	select {
-	case <-done:
-	case <-ctx.Done():
+	if err != nil {
+		return rrerrors.E(op, err)
+	}
+	if !driverkit.WaitDone(ctx, done) {
 		d.log.Warn("pipeline was paused, but its receiver is still blocked inserting a job into the full queue",
 			zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
 	}
@@ -337,29 +313,18 @@ func (d *Driver) Pause(ctx context.Context, _ string) error {
 // and can still be acked. Idempotent; bounded by ctx.
 func (d *Driver) Stop(ctx context.Context) error {
 	d.mu.Lock()
-	if d.stopped {
-		d.mu.Unlock()
+	done, first := d.consume.Stop()
+	d.mu.Unlock()
+	if !first {
 		return nil
 	}
-	d.stopped = true
-	d.running = false
-	var done chan struct{}
-	if d.runCancel != nil {
-		d.runCancel()
-		done = d.runDone
-	}
-	d.mu.Unlock()
 
 	// Free room for a receiver blocked in Insert, then wait for it to exit. The messages are handed
 	// back only then, so the receiver's last (cancelled) long poll cannot take them again.
 	taken := d.takeFromQueue()
-	if done != nil {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			d.log.Warn("pipeline receiver is still blocked inserting a job into the full queue",
-				zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
-		}
+	if !driverkit.WaitDone(ctx, done) {
+		d.log.Warn("pipeline receiver is still blocked inserting a job into the full queue",
+			zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
 	}
 	taken = append(taken, d.takeFromQueue()...)
 	handCtx := ctx
@@ -391,9 +356,9 @@ func (d *Driver) State(ctx context.Context) (*jobs.State, error) {
 		Driver:   pluginName,
 		Queue:    d.conf.Queue,
 		Priority: uint64(d.conf.Priority), //nolint:gosec // validated >= 1
-		Ready:    d.running,
+		Ready:    d.consume.Running(),
 	}
-	recvErr, running := d.recvErr, d.running
+	recvErr, running := d.recvErr, d.consume.Running()
 	d.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
@@ -437,7 +402,7 @@ func (d *Driver) signal() {
 func (d *Driver) isStopped() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.stopped
+	return d.consume.Stopped()
 }
 
 // receiveLoop receives messages until ctx ends. A ReceiveMessage in progress is cancelled by ctx;
