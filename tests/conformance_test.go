@@ -52,7 +52,7 @@ type statCaps struct {
 func runConformance(t *testing.T, d conformance) {
 	scenarios := []struct {
 		name string
-		run  func(*testing.T, *conformanceRun)
+		run  func(*testing.T, *conformance)
 	}{
 		{"PushAndAck", conformPushAndAck},
 		{"NackRequeueAndDelay", conformNackRequeueAndDelay},
@@ -74,17 +74,12 @@ func runConformance(t *testing.T, d conformance) {
 			if d.require != nil {
 				d.require(t)
 			}
-			sc.run(t, &conformanceRun{conformance: d})
+			sc.run(t, &d)
 		})
 	}
 }
 
-// conformanceRun is one scenario's view of the driver under test.
-type conformanceRun struct {
-	conformance
-}
-
-func (d *conformanceRun) queue(t *testing.T) string {
+func (d *conformance) queue(t *testing.T) string {
 	if d.newQueue != nil {
 		return d.newQueue(t)
 	}
@@ -93,7 +88,7 @@ func (d *conformanceRun) queue(t *testing.T) string {
 	return "rrconf_" + hex.EncodeToString(b[:])
 }
 
-func (d *conformanceRun) ctxQueue(pipeline, queue string) string {
+func (d *conformance) ctxQueue(pipeline, queue string) string {
 	if d.contextQueue != nil {
 		return d.contextQueue(pipeline, queue)
 	}
@@ -108,7 +103,7 @@ type pipe struct {
 
 // config renders a full .rr.yaml: the memory base, the driver's global sections and a jobs section
 // consuming every pipe. workers and pollers size the pool (0: the defaults of the suite, 2 and 4).
-func (d *conformanceRun) config(t *testing.T, workers, pollers int, pipes ...pipe) string {
+func (d *conformance) config(t *testing.T, workers, pollers int, pipes ...pipe) string {
 	if workers == 0 {
 		workers, pollers = 2, 4
 	}
@@ -135,19 +130,19 @@ func (d *conformanceRun) config(t *testing.T, workers, pollers int, pipes ...pip
 }
 
 // twoPipes starts a server with p1 (priority 10) and p2 (priority 1) on fresh queues.
-func (d *conformanceRun) twoPipes(t *testing.T) (*helpers.Server, *helpers.Client, pipe, pipe) {
+func (d *conformance) twoPipes(t *testing.T) (*helpers.Server, *helpers.Client, pipe, pipe) {
 	p1 := pipe{name: "p1", queue: d.queue(t), priority: 10}
 	p2 := pipe{name: "p2", queue: d.queue(t), priority: 1}
 	s, c := start(t, d.config(t, 0, 0, p1, p2))
 	return s, c, p1, p2
 }
 
-func conformPushAndAck(t *testing.T, d *conformanceRun) {
+func conformPushAndAck(t *testing.T, d *conformance) {
 	s, c, p1, _ := d.twoPipes(t)
 	pushAndAck(t, s, c, d.driver, "p1", d.ctxQueue("p1", p1.queue))
 }
 
-func conformNackRequeueAndDelay(t *testing.T, d *conformanceRun) {
+func conformNackRequeueAndDelay(t *testing.T, d *conformance) {
 	s, c, _, _ := d.twoPipes(t)
 	// nack without requeue is final; nack with requeue and a delay comes back after the delay.
 	require.NoError(t, c.Push(helpers.Job{Pipeline: "p1", ID: "n1", Payload: helpers.Action("nack", "requeue", false)}))
@@ -180,7 +175,7 @@ func conformNackRequeueAndDelay(t *testing.T, d *conformanceRun) {
 
 // conformPriority: with one worker busy, jobs waiting in the plugin's queue run by priority (a job's
 // own priority first, else its pipeline's), ties in push order.
-func conformPriority(t *testing.T, d *conformanceRun) {
+func conformPriority(t *testing.T, d *conformance) {
 	low := pipe{name: "low", queue: d.queue(t), priority: 20}
 	high := pipe{name: "high", queue: d.queue(t), priority: 2}
 	s, c := start(t, d.config(t, 1, 1, low, high))
@@ -205,7 +200,7 @@ func conformPriority(t *testing.T, d *conformanceRun) {
 	require.Equal(t, []string{"urgent", "high-a", "high-b", "low-a", "low-b", "low-c"}, order)
 }
 
-func conformPauseResumeAndStat(t *testing.T, d *conformanceRun) {
+func conformPauseResumeAndStat(t *testing.T, d *conformance) {
 	s, c, p1, _ := d.twoPipes(t)
 	require.NoError(t, c.Pause("p1"))
 	waitStat(t, c, "p1", func(st stat) bool { return !st.Ready })
@@ -244,7 +239,7 @@ func conformPauseResumeAndStat(t *testing.T, d *conformanceRun) {
 	}
 }
 
-func conformDeclareAndDestroy(t *testing.T, d *conformanceRun) {
+func conformDeclareAndDestroy(t *testing.T, d *conformance) {
 	s, c, _, _ := d.twoPipes(t)
 	queue := d.queue(t)
 	fields := map[string]string{"name": "dyn", "driver": d.driver, "priority": "3"}
@@ -274,7 +269,7 @@ func conformDeclareAndDestroy(t *testing.T, d *conformanceRun) {
 	require.ErrorContains(t, c.Push(helpers.Job{Pipeline: "dyn", ID: "late", Payload: "x"}), "no such pipeline, requested: dyn")
 }
 
-func conformAutoAck(t *testing.T, d *conformanceRun) {
+func conformAutoAck(t *testing.T, d *conformance) {
 	s, c, _, _ := d.twoPipes(t)
 	// The worker crashes on it; with auto_ack the job counts as delivered and is not run again.
 	require.NoError(t, c.Push(helpers.Job{Pipeline: "p1", ID: "aa", Payload: helpers.Action("crash"), AutoAck: true}))
@@ -284,7 +279,7 @@ func conformAutoAck(t *testing.T, d *conformanceRun) {
 	require.Len(t, s.Events(t, "start", "aa"), 1)
 }
 
-func conformWorkerCrash(t *testing.T, d *conformanceRun) {
+func conformWorkerCrash(t *testing.T, d *conformance) {
 	s, c, _, _ := d.twoPipes(t)
 	require.NoError(t, c.Push(helpers.Job{Pipeline: "p1", ID: "crashy", Payload: helpers.Action("crash_once")}))
 	starts := s.WaitEvents(t, 20*time.Second, "start", "crashy", 2)
@@ -295,7 +290,7 @@ func conformWorkerCrash(t *testing.T, d *conformanceRun) {
 
 // conformTwoInstances: two rr servers consume one broker queue; every job runs exactly once and
 // both take part.
-func conformTwoInstances(t *testing.T, d *conformanceRun) {
+func conformTwoInstances(t *testing.T, d *conformance) {
 	shared := pipe{name: "shared", queue: d.queue(t), priority: 10}
 	a, ca := start(t, d.config(t, 0, 0, shared))
 	b, cb := start(t, d.config(t, 0, 0, shared))
