@@ -24,9 +24,11 @@ import (
 type env struct {
 	servers    map[side]string
 	echoWorker string
-	phpWorker  string // "" when php is not installed
-	tmp        string
-	seq        int
+	// barePool is the physical-limit loop of scenario 4 (cmd/bare-pool).
+	barePool  string
+	phpWorker string // "" when php is not installed
+	tmp       string
+	seq       int
 
 	quick  bool
 	rounds int
@@ -78,6 +80,11 @@ func main() {
 		*out = filepath.Join(root, "bench", "results", name)
 	}
 
+	if *profileDir != "" {
+		if err := os.MkdirAll(*profileDir, 0o755); err != nil {
+			fatal(fmt.Errorf("-cpuprofile: %w", err))
+		}
+	}
 	tmp, err := os.MkdirTemp("", "rrjobs-bench-")
 	if err != nil {
 		fatal(err)
@@ -173,9 +180,13 @@ func main() {
 	}
 }
 
-// build compiles both servers and the echo worker into the scratch directory.
+// build compiles both servers, the bare pool loop and the echo worker into the scratch directory.
 func (e *env) build(root string) error {
 	benchDir := filepath.Join(root, "bench")
+	e.barePool = filepath.Join(e.tmp, "bare-pool")
+	if err := goBuild(benchDir, e.barePool, "./cmd/bare-pool"); err != nil {
+		return err
+	}
 	for s, pkg := range map[side]string{ours: "./cmd/rr-ours", stock: "./cmd/rr-stock"} {
 		bin := filepath.Join(e.tmp, "rr-"+string(s))
 		if err := goBuild(benchDir, bin, pkg); err != nil {

@@ -165,7 +165,10 @@ func (e *env) scenarioPHP(res *results) error {
 
 // scenarioPush is scenario 2: single jobs.Push calls on 1 and on 8 connections into a pipeline that
 // is not consumed (the push path alone). Each measurement runs for a fixed time or 90k jobs (the
-// stock memory driver blocks pushes beyond 100k jobs in a pipeline that is not consumed).
+// stock memory driver blocks pushes beyond 100k jobs in a pipeline that is not consumed). On 8
+// connections the same server also answers `bench.Noop` (internal/serve/floor.go), a method that
+// takes the same PushRequest and does nothing: the floor set by the RPC transport, which both
+// sides share. Each side's push rate is also reported as a fraction of its own floor.
 func (e *env) scenarioPush(res *results) error {
 	dur := 3 * time.Second
 	if e.quick {
@@ -174,33 +177,53 @@ func (e *env) scenarioPush(res *results) error {
 	const maxJobs = 90_000
 	cfg := serverCfg{workers: 2, pipelines: []pipeCfg{{name: "bench", priority: 10, prefetch: bigPrefetch}}}
 	for _, conns := range []int{1, 8} {
-		rates := map[side][]float64{}
+		rates, floors, fracs := map[side][]float64{}, map[side][]float64{}, map[side][]float64{}
 		for r := range e.rounds {
 			for _, s := range order(r) {
-				rate, err := e.runPush(s, cfg, conns, dur, maxJobs)
+				rate, floor, err := e.runPush(s, cfg, conns, dur, maxJobs, conns == 8)
 				if err != nil {
 					return err
 				}
-				e.logf("round %d %s: %d connection(s) %.0f jobs/s", r+1, s, conns, rate)
+				e.logf("round %d %s: %d connection(s) %.0f jobs/s (no-op floor %.0f calls/s)", r+1, s, conns, rate, floor)
 				rates[s] = append(rates[s], rate)
+				if floor > 0 {
+					floors[s] = append(floors[s], floor)
+					fracs[s] = append(fracs[s], round(rate/floor, 3))
+				}
 			}
 		}
 		res.add(&figure{ID: fmt.Sprintf("push_%dconn", conns), Name: fmt.Sprintf("2. single Push, %d connection(s)", conns), Unit: "jobs/s", Better: "higher"}, rates[ours], rates[stock])
+		if conns == 8 {
+			res.add(&figure{ID: "push_floor_8conn", Name: "2. RPC floor: no-op method, same request, 8 connections", Unit: "calls/s", Better: "higher",
+				Note: "bench.Noop takes the PushRequest jobs.Push takes and does nothing: the stock rpc plugin's cost, the same code on both sides"}, floors[ours], floors[stock])
+			res.add(&figure{ID: "push_fraction_of_floor", Name: "2. single Push / RPC floor, 8 connections", Unit: "fraction", Better: "higher",
+				Note: "1.0 would be a jobs plugin that costs nothing; ours/stock cannot exceed 1 / stock's fraction"}, fracs[ours], fracs[stock])
+		}
 	}
 	return nil
 }
 
-func (e *env) runPush(s side, cfg serverCfg, conns int, dur time.Duration, maxJobs int64) (float64, error) {
+// runPush measures single pushes on one server and, with floor set, then the no-op RPC floor on the
+// same server with as many connections.
+func (e *env) runPush(s side, cfg serverCfg, conns int, dur time.Duration, maxJobs int64, floor bool) (rate, floorRate float64, err error) {
 	srv, err := e.startServer(s, cfg)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer srv.kill()
-	n, elapsed, err := pushFlatOut(s, srv.rpc, conns, dur, maxJobs, payload100)
+	n, elapsed, err := pushFlatOut(s, srv.rpc, "jobs.Push", conns, dur, maxJobs, payload100)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(n) / elapsed.Seconds(), nil
+	rate = float64(n) / elapsed.Seconds()
+	if !floor {
+		return rate, 0, nil
+	}
+	n, elapsed, err = pushFlatOut(s, srv.rpc, "bench.Noop", conns, dur, maxJobs, payload100)
+	if err != nil {
+		return 0, 0, err
+	}
+	return rate, float64(n) / elapsed.Seconds(), nil
 }
 
 // reporter collects the lines echo workers write in report mode ("<arrived ns> <body>").
@@ -349,7 +372,7 @@ func (e *env) scenarioLatency(res *results, fixedRate float64) error {
 }
 
 // pushFlatOut pushes single jobs on conns connections for dur and returns how many were pushed.
-func pushFlatOut(s side, addr string, conns int, dur time.Duration, maxJobs int64, body []byte) (int64, time.Duration, error) {
+func pushFlatOut(s side, addr, method string, conns int, dur time.Duration, maxJobs int64, body []byte) (int64, time.Duration, error) {
 	clients := make([]*fastClient, conns)
 	for i := range clients {
 		c, err := dialFast(addr)
@@ -375,8 +398,8 @@ func pushFlatOut(s side, addr string, conns int, dur time.Duration, maxJobs int6
 				return
 			}
 			for time.Now().Before(deadline) && (maxJobs <= 0 || issued.Add(1) <= maxJobs) {
-				if err := c.call("jobs.Push", t.renew(), time.Minute); err != nil {
-					errOnce.Do(func() { firstErr = fmt.Errorf("%s: Push: %w", s, err) })
+				if err := c.call(method, t.renew(), time.Minute); err != nil {
+					errOnce.Do(func() { firstErr = fmt.Errorf("%s: %s: %w", s, method, err) })
 					return
 				}
 				done.Add(1)
@@ -408,7 +431,7 @@ func (e *env) runLatency(s side, fixedRate float64, capDur, dur, warm time.Durat
 	const conns = 8
 	// Capacity: push flat out, then wait until every job was acked.
 	t0 := time.Now()
-	capJobs, _, err := pushFlatOut(s, srv.rpc, conns, capDur, 0, []byte("capacity"))
+	capJobs, _, err := pushFlatOut(s, srv.rpc, "jobs.Push", conns, capDur, 0, []byte("capacity"))
 	if err != nil {
 		return nil, 0, 0, err
 	}

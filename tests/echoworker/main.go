@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -24,6 +25,12 @@ import (
 var ack = []byte(`{"type":2,"data":[]}`)
 
 func main() {
+	// A PHP worker is one thread; so is this one, unless GOMAXPROCS says otherwise. With the Go
+	// default (one P per core) every idle worker also spins up threads looking for work, which takes
+	// CPU from the server being measured.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 	relay := pipe.NewPipeRelay(os.Stdin, os.Stdout)
 	report := dialReport(os.Getenv("ECHOWORKER_REPORT"))
 	defer report.flush()

@@ -1,6 +1,6 @@
 // Package serve is the main of the two benchmark servers. Both are built by the same code from the
-// same stock RoadRunner v5 plugins (config, logger, server, rpc, metrics); they differ only in the
-// jobs plugin and the driver plugins (memory, boltdb) handed to Main.
+// same stock RoadRunner v5 plugins (config, logger, server, rpc, metrics) and a no-op RPC method
+// (floor.go); they differ only in the jobs plugin and the driver plugins handed to Main.
 package serve
 
 import (
@@ -41,7 +41,7 @@ func run(cfg string, grace time.Duration, jobsPlugin any, driverPlugins []any) e
 	cont := endure.New(slog.LevelError, endure.GracefulShutdownTimeout(grace))
 	plugins := []any{
 		&configPlugin.Plugin{Path: cfg, Version: rrVersion, Timeout: grace},
-		&logger.Plugin{}, &server.Plugin{}, &rpcPlugin.Plugin{}, &metrics.Plugin{},
+		&logger.Plugin{}, &server.Plugin{}, &rpcPlugin.Plugin{}, &metrics.Plugin{}, &floorPlugin{},
 		jobsPlugin,
 	}
 	err := cont.RegisterAll(append(plugins, driverPlugins...)...)
