@@ -45,9 +45,13 @@ type Server interface {
 
 // Plugin is the jobs plugin.
 type Plugin struct {
-	cfg    *Config
-	log    *zap.Logger
-	server Server
+	cfg *Config
+	log *zap.Logger
+	// debugLog is whether log writes debug entries, decided once in Init: the push path runs on
+	// the RPC goroutine, whose stack starts small, and zap's Check has a frame large enough to make
+	// that stack grow (a copy of the whole stack on every push).
+	debugLog bool
+	server   Server
 
 	// constructors are the collected drivers by name; collection may run concurrently with RPCs.
 	constructorsMu sync.RWMutex
@@ -84,6 +88,7 @@ func (p *Plugin) Init(cfg Configurer, log Logger, server Server) error {
 		return errors.E(op, err)
 	}
 	p.log = log.NamedLogger(PluginName)
+	p.debugLog = p.log.Core().Enabled(zap.DebugLevel)
 	p.server = server
 	p.constructors = make(map[string]jobs.Constructor)
 	p.pipelines = newRegistry()

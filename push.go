@@ -10,7 +10,6 @@ import (
 
 	"github.com/roadrunner-server/errors"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // Push hands one job to its pipeline's driver. A zero priority inherits the pipeline's.
@@ -117,8 +116,8 @@ func (p *Plugin) push(ctx context.Context, msg *Message, source string) error {
 	elapsed := time.Since(start)
 	e.latency[src].Observe(elapsed.Seconds())
 	p.metrics.pushOK.Inc()
-	if ce := p.log.Check(zap.DebugLevel, "job was pushed successfully"); ce != nil {
-		logPushed(ce, e, msg, elapsed)
+	if p.debugLog {
+		p.logPushed(e, msg, elapsed)
 	}
 	return nil
 }
@@ -141,8 +140,8 @@ func (p *Plugin) pushFailed(e *pipelineEntry, msg *Message, err error) error {
 }
 
 //go:noinline
-func logPushed(ce *zapcore.CheckedEntry, e *pipelineEntry, msg *Message, elapsed time.Duration) {
-	ce.Write(zap.String("id", msg.Ident), zap.String("pipeline", msg.Pipeline), zap.String("driver", e.pipe.Driver()), zap.Duration("elapsed", elapsed))
+func (p *Plugin) logPushed(e *pipelineEntry, msg *Message, elapsed time.Duration) {
+	p.log.Debug("job was pushed successfully", zap.String("id", msg.Ident), zap.String("pipeline", msg.Pipeline), zap.String("driver", e.pipe.Driver()), zap.Duration("elapsed", elapsed))
 }
 
 // headersReader is implemented by drivers that never write to the headers map of a message pushed

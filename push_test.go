@@ -9,6 +9,9 @@ import (
 	jobsProto "github.com/roadrunner-server/api/v4/build/jobs/v1"
 	"github.com/roadrunner-server/api/v4/plugins/v4/jobs"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // captureConstructor builds captureDrivers: they record the messages pushed to them. A pipeline
@@ -233,4 +236,16 @@ func TestPushDeadline(t *testing.T) {
 	require.True(t, ok)
 	require.WithinDuration(t, start.Add(p.timeout), dl, time.Second)
 	require.ErrorIs(t, c.drivers["a"].ctxs[0].Err(), context.Canceled, "cancelled when Push returns")
+}
+
+// With a debug logger every accepted push is logged with its id and pipeline.
+func TestPushLogsAcceptedJobAtDebugLevel(t *testing.T) {
+	p, _ := newCapturePlugin(t, map[string]string{"name": "a", "driver": "cap"})
+	core, logs := observer.New(zapcore.DebugLevel)
+	p.log, p.debugLog = zap.New(core), true
+	require.NoError(t, (&rpc{p: p}).Push(&jobsProto.PushRequest{Job: protoJob("id-1", "a", nil)}, &jobsProto.Empty{}))
+	pushed := logs.FilterMessage("job was pushed successfully").All()
+	require.Len(t, pushed, 1)
+	require.Equal(t, "id-1", pushed[0].ContextMap()["id"])
+	require.Equal(t, "a", pushed[0].ContextMap()["pipeline"])
 }

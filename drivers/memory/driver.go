@@ -25,7 +25,11 @@ const maxDelaySeconds = 1 << 31
 // to the backlog. All bookkeeping is guarded by mu; queue.Insert and queue.Remove are never called
 // with mu held.
 type Driver struct {
-	log   *zap.Logger
+	log *zap.Logger
+	// debug is whether log writes debug entries, decided once: Push runs on the RPC goroutine, whose
+	// stack starts small, and zap's Check has a frame large enough to make that stack grow (a copy of
+	// the whole stack on every push).
+	debug bool
 	queue jobs.Queue
 	// tryQueue is queue's non-blocking insert when it has one (the jobs plugin's pq does). While the
 	// pipeline runs with an empty backlog and a free prefetch slot, a pushed job goes straight into
@@ -87,6 +91,7 @@ func NewDriver(log *zap.Logger, pipeline string, conf Config, queue jobs.Queue) 
 	}
 	d := &Driver{
 		log:      log,
+		debug:    log.Core().Enabled(zapcore.DebugLevel),
 		queue:    queue,
 		pipeline: pipeline,
 		priority: conf.Priority,
@@ -136,8 +141,8 @@ func (d *Driver) Push(_ context.Context, msg jobs.Message) error {
 	d.enqueueLocked(it, delay)
 	d.mu.Unlock()
 
-	if ce := d.log.Check(zapcore.DebugLevel, "job was pushed"); ce != nil {
-		d.logPushed(ce, it.id, delay)
+	if d.debug {
+		d.logPushed(it.id, delay)
 	}
 	return nil
 }
@@ -150,8 +155,8 @@ func (d *Driver) refuse(id string) error {
 }
 
 //go:noinline
-func (d *Driver) logPushed(ce *zapcore.CheckedEntry, id string, delay int64) {
-	ce.Write(zap.String("pipeline", d.pipeline), zap.String("id", id), zap.Int64("delay_seconds", delay))
+func (d *Driver) logPushed(id string, delay int64) {
+	d.log.Debug("job was pushed", zap.String("pipeline", d.pipeline), zap.String("id", id), zap.Int64("delay_seconds", delay))
 }
 
 // Run starts consuming the pipeline.

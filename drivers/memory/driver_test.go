@@ -13,7 +13,9 @@ import (
 	"github.com/roadrunner-server/api/v4/plugins/v4/jobs"
 	"github.com/rrjobs/jobs/drivers/drivertest"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestPushDeliversContextAndBody(t *testing.T) {
@@ -687,5 +689,24 @@ func BenchmarkPushAck(b *testing.B) {
 		if err := j.Ack(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A logger at debug level gets one structured entry per push; at info level Push writes nothing
+// (the level is read once, when the driver is built).
+func TestPushLogsAtDebugLevelOnly(t *testing.T) {
+	for _, level := range []zapcore.Level{zapcore.DebugLevel, zapcore.InfoLevel} {
+		core, logs := observer.New(level)
+		d, err := NewDriver(zap.New(core), "p1", Config{}, drivertest.NewQueue(0))
+		require.NoError(t, err)
+		push(t, d, msg("id-1"))
+		pushed := logs.FilterMessage("job was pushed").All()
+		if level == zapcore.InfoLevel {
+			require.Empty(t, pushed)
+			continue
+		}
+		require.Len(t, pushed, 1)
+		require.Equal(t, "p1", pushed[0].ContextMap()["pipeline"])
+		require.Equal(t, "id-1", pushed[0].ContextMap()["id"])
 	}
 }
