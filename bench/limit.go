@@ -12,16 +12,16 @@ import (
 // workers, the same pool package and as many goroutines as the jobs plugins' pollers (num_workers +
 // 2), driven by a bare loop calling static_pool.Exec with a job-sized context and body: no RPC, no
 // queue, no driver (cmd/bare-pool, a process of its own like the servers). Scenario 1 reports its
-// end-to-end rates as a fraction of it.
-func (e *env) runLimit(workers int, dur time.Duration) (float64, error) {
+// end-to-end rates as a fraction of it. It returns jobs/s and the loop process's CPU per job in µs.
+func (e *env) runLimit(workers int, dur time.Duration) (rate, cpuPerJob float64, err error) {
 	cmd := exec.Command(e.barePool, "-worker", e.echoWorker, "-workers", strconv.Itoa(workers),
 		"-loops", strconv.Itoa(workers+2), "-duration", dur.String(), "-body", strconv.Itoa(len(payload100)))
 	out, err := cmd.Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
-			return 0, fmt.Errorf("bare pool: %v: %s", err, ee.Stderr)
+			return 0, 0, fmt.Errorf("bare pool: %v: %s", err, ee.Stderr)
 		}
-		return 0, fmt.Errorf("bare pool: %w", err)
+		return 0, 0, fmt.Errorf("bare pool: %w", err)
 	}
 	var res struct {
 		Jobs        int64   `json:"jobs"`
@@ -29,8 +29,7 @@ func (e *env) runLimit(workers int, dur time.Duration) (float64, error) {
 		CPUMicrosPJ float64 `json:"cpu_us_per_job"`
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
-		return 0, fmt.Errorf("bare pool: reading %q: %w", out, err)
+		return 0, 0, fmt.Errorf("bare pool: reading %q: %w", out, err)
 	}
-	e.logf("bare pool loop: %.1f µs CPU per job in its process", res.CPUMicrosPJ)
-	return float64(res.Jobs) / res.Seconds, nil
+	return float64(res.Jobs) / res.Seconds, res.CPUMicrosPJ, nil
 }

@@ -109,14 +109,15 @@ func (e *env) scenarioPushBatch(res *results) error {
 	}
 	cfg := serverCfg{workers: 2, pollers: e.pollers, pipelines: []pipeCfg{{name: "bench", priority: 10, prefetch: bigPrefetch, consume: true}}}
 	acc, e2e, cpu, frac := map[side][]float64{}, map[side][]float64{}, map[side][]float64{}, map[side][]float64{}
-	var limits []float64
+	var limits, limitCPU []float64
 	for r := range e.rounds {
-		limit, err := e.runLimit(cfg.workers, limitDur)
+		limit, cpuPerJob, err := e.runLimit(cfg.workers, limitDur)
 		if err != nil {
 			return err
 		}
-		e.logf("round %d: physical limit (bare pool loop) %.0f jobs/s", r+1, limit)
+		e.logf("round %d: physical limit (bare pool loop) %.0f jobs/s, %.1f µs CPU/job in its process", r+1, limit, cpuPerJob)
 		limits = append(limits, limit)
+		limitCPU = append(limitCPU, cpuPerJob)
 		for _, s := range order(r) {
 			run, err := e.runE2E(s, cfg, n)
 			if err != nil {
@@ -136,6 +137,8 @@ func (e *env) scenarioPushBatch(res *results) error {
 		Note: "CPU time of the server process only (not the workers or the client) during scenario 1, divided by the job count"}, cpu[ours], cpu[stock])
 	res.add(&figure{ID: "limit", Name: "4. physical limit: bare static_pool.Exec loop, 2 echo workers", Unit: "jobs/s", Better: "higher",
 		Note: "measured once per round before the two sides, the same for both (shown under ours); no RPC, queue or driver, 4 goroutines like the 4 pollers"}, limits, nil)
+	res.add(&figure{ID: "limit_cpu_per_job", Name: "4. bare loop CPU per job (its process)", Unit: "µs", Better: "lower",
+		Note: "what the pool package itself costs per job, to compare with the servers' CPU per job of scenario 1 (shown under ours)"}, limitCPU, nil)
 	res.add(&figure{ID: "e2e_fraction_of_limit", Name: "4. end to end / physical limit (same round)", Unit: "fraction", Better: "higher"}, frac[ours], frac[stock])
 	return nil
 }
@@ -368,6 +371,30 @@ func (e *env) scenarioLatency(res *results, fixedRate float64) error {
 	}
 	res.add(&figure{ID: "latency_p99_same_rate", Name: fmt.Sprintf("3. p99 at the same rate for both (%.0f jobs/s)", same), Unit: "ms", Better: "lower",
 		Note: "ours pushed at stock's rate (half of stock's median single-push capacity); stock's value is its p99 above"}, sameP99, p99[stock])
+	return e.latencyLightLoad(res, dur, warm)
+}
+
+// lightLoadRate is the push rate of the light-load latency run: a small fraction of either side's
+// single-push capacity, so that the cores are mostly idle and the figure shows what a job's path
+// through the engine costs rather than how long it waits for a core.
+const lightLoadRate = 1000
+
+// latencyLightLoad measures p99 enqueue-to-start of both sides at lightLoadRate.
+func (e *env) latencyLightLoad(res *results, dur, warm time.Duration) error {
+	p99 := map[side][]float64{}
+	for r := range e.rounds {
+		for _, s := range order(r) {
+			lat, achieved, _, err := e.runLatency(s, lightLoadRate, 0, dur, warm)
+			if err != nil {
+				return err
+			}
+			slices.Sort(lat)
+			e.logf("round %d %s at %.0f jobs/s: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms", r+1, s, achieved, percentile(lat, 50), percentile(lat, 99), percentile(lat, 99.9))
+			p99[s] = append(p99[s], percentile(lat, 99))
+		}
+	}
+	res.add(&figure{ID: "latency_p99_light", Name: fmt.Sprintf("3. p99 at a light load for both (%d jobs/s)", lightLoadRate), Unit: "ms", Better: "lower",
+		Note: "the same measurement with the cores mostly idle: the engine's own path, without waiting for a core"}, p99[ours], p99[stock])
 	return nil
 }
 
@@ -429,17 +456,21 @@ func (e *env) runLatency(s side, fixedRate float64, capDur, dur, warm time.Durat
 	defer srv.kill()
 
 	const conns = 8
-	// Capacity: push flat out, then wait until every job was acked.
-	t0 := time.Now()
-	capJobs, _, err := pushFlatOut(s, srv.rpc, "jobs.Push", conns, capDur, 0, []byte("capacity"))
-	if err != nil {
-		return nil, 0, 0, err
+	// Capacity: push flat out, then wait until every job was acked (capDur 0: not measured, the
+	// caller gave the rate).
+	var capJobs int64
+	if capDur > 0 {
+		t0 := time.Now()
+		capJobs, _, err = pushFlatOut(s, srv.rpc, "jobs.Push", conns, capDur, 0, []byte("capacity"))
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		acked, err := srv.waitJobsOK(float64(capJobs), 2*time.Minute)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		capacity = float64(capJobs) / acked.Sub(t0).Seconds()
 	}
-	acked, err := srv.waitJobsOK(float64(capJobs), 2*time.Minute)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	capacity = float64(capJobs) / acked.Sub(t0).Seconds()
 	rate := capacity / 2
 	if fixedRate > 0 {
 		rate = fixedRate

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -47,10 +48,23 @@ func main() {
 	loops := flag.Int("loops", 4, "goroutines calling Exec (the plugins run workers + 2 pollers)")
 	dur := flag.Duration("duration", 3*time.Second, "how long to run")
 	body := flag.Int("body", 100, "job body size in bytes")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the loop to this file")
 	flag.Parse()
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bare-pool:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := run(*worker, *workers, *loops, *dur, make([]byte, *body))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bare-pool:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(res)
