@@ -371,7 +371,8 @@ func (e *env) scenarioLatency(res *results, fixedRate float64) error {
 	}
 	res.add(&figure{ID: "latency_p99_same_rate", Name: fmt.Sprintf("3. p99 at the same rate for both (%.0f jobs/s)", same), Unit: "ms", Better: "lower",
 		Note: "ours pushed at stock's rate (half of stock's median single-push capacity); stock's value is its p99 above"}, sameP99, p99[stock])
-	return e.latencyLightLoad(res, dur, warm)
+	// The light load runs twice as long: at its rate a p99 rests on few samples otherwise.
+	return e.latencyLightLoad(res, 2*dur, warm)
 }
 
 // lightLoadRate is the push rate of the light-load latency run: a small fraction of either side's
