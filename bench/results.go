@@ -51,7 +51,10 @@ func (r *results) add(f *figure, oursRounds, stockRounds []float64) *figure {
 		m := median(stockRounds)
 		f.Stock = &m
 	}
-	if f.Ours != nil && f.Stock != nil && *f.Stock != 0 {
+	// A rate below one job per second is a side that stalled (stock boltdb in scenario 8): a ratio
+	// against it would be a meaningless huge number, so there is none.
+	stalled := f.Unit == "jobs/s" && f.Stock != nil && *f.Stock < 1
+	if f.Ours != nil && f.Stock != nil && *f.Stock != 0 && !stalled {
 		ratio := *f.Ours / *f.Stock
 		f.Ratio = &ratio
 	}
