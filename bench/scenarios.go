@@ -96,7 +96,7 @@ func (e *env) runE2E(s side, cfg serverCfg, n int) (e2eRun, error) {
 	}, nil
 }
 
-// scenarioPushBatch is scenario 1: 1M jobs (100k quick) pushed in batches of 1000 into a consuming
+// scenarioPushBatch is scenario 1: 1M jobs (50k quick) pushed in batches of 1000 into a consuming
 // pipeline with 2 Go echo workers. Every round also measures scenario 4, the physical limit (see
 // runLimit), right before the two sides, so that each side's end-to-end rate is compared with a limit
 // taken under the same machine load.
@@ -104,7 +104,7 @@ func (e *env) scenarioPushBatch(res *results) error {
 	n := 1_000_000
 	limitDur := 3 * time.Second
 	if e.quick {
-		n = 100_000
+		n = 50_000
 		limitDur = time.Second
 	}
 	cfg := serverCfg{workers: 2, pollers: e.pollers, pipelines: []pipeCfg{{name: "bench", priority: 10, prefetch: bigPrefetch, consume: true}}}
