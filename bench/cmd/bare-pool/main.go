@@ -31,9 +31,9 @@ import (
 
 // jobContext is a job context as the memory drivers build it: id, name, driver, tracing headers,
 // pipeline.
-var jobContext = []byte(`{"id":"0190f0b8-7d4e-7c2a-9b1e-5f3a2c4d6e8f","job":"bench.job","driver":"memory","queue":"bench",` +
+var jobContext = []byte(`{"id":"0190f0b8-7d4e-7c2a-9b1e-5f3a2c4d6e8f","job":"bench.job","driver":"memory",` +
 	`"headers":{"Traceparent":["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],` +
-	`"Uber-Trace-Id":["4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1"]},"pipeline":"bench"}`)
+	`"Uber-Trace-Id":["4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1"]},"queue":"bench","pipeline":"bench"}`)
 
 // result is what the benchmark reads from stdout.
 type result struct {
