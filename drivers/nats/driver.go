@@ -308,51 +308,31 @@ func (d *Driver) notConnected(cause error) error {
 
 // Run starts consuming the pipeline.
 func (d *Driver) Run(_ context.Context, _ jobs.Pipeline) error {
-	const op = rrerrors.Op("nats_run")
-	if err := d.start(); err != nil {
-		return rrerrors.E(op, err)
-	}
-	d.log.Info("pipeline was started", zap.String("driver", pluginName), zap.String("pipeline", d.pipeline),
-		zap.String("stream", d.conf.Stream), zap.String("subject", d.conf.Subject), zap.String("consumer", d.names[0]))
-	return nil
+	return driverkit.WithOp("nats_run", d.lifecycle().Run(zap.String("stream", d.conf.Stream), zap.String("subject", d.conf.Subject), zap.String("consumer", d.names[0])))
 }
 
 // Resume starts consuming again after Pause.
 func (d *Driver) Resume(_ context.Context, _ string) error {
-	const op = rrerrors.Op("nats_resume")
-	if err := d.start(); err != nil {
-		return rrerrors.E(op, err)
-	}
-	d.log.Info("pipeline was resumed", zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
-	return nil
-}
-
-func (d *Driver) start() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.consume.Start(d.life, func() {
-		d.bgWG.Add(2)
-		go d.heartbeat()
-		go d.delayLoop()
-	}, d.consumeLoop)
+	return driverkit.WithOp("nats_resume", d.lifecycle().Resume())
 }
 
 // Pause stops fetching; jobs already in the shared queue still run (their progress signals go on)
 // and pushes are stored. It waits for the fetch loop to exit, or for ctx.
 func (d *Driver) Pause(ctx context.Context, _ string) error {
-	const op = rrerrors.Op("nats_pause")
-	d.mu.Lock()
-	done, err := d.consume.Pause()
-	d.mu.Unlock()
-	if err != nil {
-		return rrerrors.E(op, err)
+	return driverkit.WithOp("nats_pause", d.lifecycle().Pause(ctx))
+}
+
+// lifecycle is Run, Resume and Pause on this driver's consume loop.
+func (d *Driver) lifecycle() *driverkit.Lifecycle {
+	return &driverkit.Lifecycle{
+		Mu: &d.mu, State: &d.consume, Parent: d.life, Log: d.log, LoopName: "fetch loop",
+		First: func() {
+			d.bgWG.Add(2)
+			go d.heartbeat()
+			go d.delayLoop()
+		},
+		Loop: d.consumeLoop,
 	}
-	if !driverkit.WaitDone(ctx, done) {
-		d.log.Warn("pipeline was paused, but its fetch loop is still blocked inserting a job into the full queue",
-			zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
-	}
-	d.log.Info("pipeline was paused", zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
-	return nil
 }
 
 // Stop stops consuming for good: the pipeline's jobs are taken out of the shared queue and handed

@@ -306,51 +306,31 @@ func (d *Driver) Push(ctx context.Context, msg jobs.Message) error {
 
 // Run starts consuming the pipeline.
 func (d *Driver) Run(_ context.Context, _ jobs.Pipeline) error {
-	const op = rrerrors.Op("postgres_run")
-	if err := d.start(); err != nil {
-		return rrerrors.E(op, err)
-	}
-	d.log.Info("pipeline was started", zap.String("driver", pluginName), zap.String("pipeline", d.pipeline),
-		zap.String("table", d.conf.Table), zap.String("queue", d.conf.Queue))
-	return nil
+	return driverkit.WithOp("postgres_run", d.lifecycle().Run(zap.String("table", d.conf.Table), zap.String("queue", d.conf.Queue)))
 }
 
 // Resume starts consuming again after Pause.
 func (d *Driver) Resume(_ context.Context, _ string) error {
-	const op = rrerrors.Op("postgres_resume")
-	if err := d.start(); err != nil {
-		return rrerrors.E(op, err)
-	}
-	d.log.Info("pipeline was resumed", zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
-	return nil
-}
-
-func (d *Driver) start() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.consume.Start(d.life, func() {
-		d.bgWG.Add(2)
-		go d.listen()
-		go d.heartbeat()
-	}, d.fetchLoop)
+	return driverkit.WithOp("postgres_resume", d.lifecycle().Resume())
 }
 
 // Pause stops leasing new jobs; jobs already in the shared queue still run (their leases are kept
 // alive) and pushes are stored. It waits for the fetcher to exit, or for ctx.
 func (d *Driver) Pause(ctx context.Context, _ string) error {
-	const op = rrerrors.Op("postgres_pause")
-	d.mu.Lock()
-	done, err := d.consume.Pause()
-	d.mu.Unlock()
-	if err != nil {
-		return rrerrors.E(op, err)
+	return driverkit.WithOp("postgres_pause", d.lifecycle().Pause(ctx))
+}
+
+// lifecycle is Run, Resume and Pause on this driver's consume loop.
+func (d *Driver) lifecycle() *driverkit.Lifecycle {
+	return &driverkit.Lifecycle{
+		Mu: &d.mu, State: &d.consume, Parent: d.life, Log: d.log, LoopName: "fetcher",
+		First: func() {
+			d.bgWG.Add(2)
+			go d.listen()
+			go d.heartbeat()
+		},
+		Loop: d.fetchLoop,
 	}
-	if !driverkit.WaitDone(ctx, done) {
-		d.log.Warn("pipeline was paused, but its fetcher is still blocked inserting a job into the full queue",
-			zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
-	}
-	d.log.Info("pipeline was paused", zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
-	return nil
 }
 
 // Stop stops consuming for good: the pipeline's jobs are removed from the shared queue and their

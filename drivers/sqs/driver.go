@@ -260,51 +260,31 @@ func (d *Driver) redeclare(ctx context.Context) bool {
 
 // Run starts consuming the pipeline.
 func (d *Driver) Run(_ context.Context, _ jobs.Pipeline) error {
-	const op = rrerrors.Op("sqs_run")
-	if err := d.start(); err != nil {
-		return rrerrors.E(op, err)
-	}
-	d.log.Info("pipeline was started", zap.String("driver", pluginName), zap.String("pipeline", d.pipeline),
-		zap.String("queue", d.conf.Queue), zap.Bool("fifo", d.conf.FIFO))
-	return nil
+	return driverkit.WithOp("sqs_run", d.lifecycle().Run(zap.String("queue", d.conf.Queue), zap.Bool("fifo", d.conf.FIFO)))
 }
 
 // Resume starts consuming again after Pause.
 func (d *Driver) Resume(_ context.Context, _ string) error {
-	const op = rrerrors.Op("sqs_resume")
-	if err := d.start(); err != nil {
-		return rrerrors.E(op, err)
-	}
-	d.log.Info("pipeline was resumed", zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
-	return nil
-}
-
-func (d *Driver) start() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.consume.Start(d.life, func() {
-		d.bgWG.Add(1)
-		go d.extendLoop()
-	}, d.receiveLoop)
+	return driverkit.WithOp("sqs_resume", d.lifecycle().Resume())
 }
 
 // Pause stops receiving: a long poll in progress is cancelled. Jobs already received still run
 // (their visibility is still extended) and pushes are sent. It waits for the receiver to exit, or
 // for ctx.
 func (d *Driver) Pause(ctx context.Context, _ string) error {
-	const op = rrerrors.Op("sqs_pause")
-	d.mu.Lock()
-	done, err := d.consume.Pause()
-	d.mu.Unlock()
-	if err != nil {
-		return rrerrors.E(op, err)
+	return driverkit.WithOp("sqs_pause", d.lifecycle().Pause(ctx))
+}
+
+// lifecycle is Run, Resume and Pause on this driver's consume loop.
+func (d *Driver) lifecycle() *driverkit.Lifecycle {
+	return &driverkit.Lifecycle{
+		Mu: &d.mu, State: &d.consume, Parent: d.life, Log: d.log, LoopName: "receiver",
+		First: func() {
+			d.bgWG.Add(1)
+			go d.extendLoop()
+		},
+		Loop: d.receiveLoop,
 	}
-	if !driverkit.WaitDone(ctx, done) {
-		d.log.Warn("pipeline was paused, but its receiver is still blocked inserting a job into the full queue",
-			zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
-	}
-	d.log.Info("pipeline was paused", zap.String("driver", pluginName), zap.String("pipeline", d.pipeline))
-	return nil
 }
 
 // Stop stops consuming for good. The pipeline's jobs waiting in the shared queue are taken out and
