@@ -240,10 +240,13 @@ func TestPushDeadline(t *testing.T) {
 
 // With a debug logger every accepted push is logged with its id and pipeline.
 func TestPushLogsAcceptedJobAtDebugLevel(t *testing.T) {
-	p, _ := newCapturePlugin(t, map[string]string{"name": "a", "driver": "cap"})
+	p, c := newCapturePlugin(t, map[string]string{"name": "a", "driver": "cap"})
 	core, logs := observer.New(zapcore.DebugLevel)
 	p.log, p.debugLog = zap.New(core), true
 	require.NoError(t, (&rpc{p: p}).Push(&jobsProto.PushRequest{Job: protoJob("id-1", "a", nil)}, &jobsProto.Empty{}))
+	got := c.drivers["a"].msgs
+	require.Len(t, got, 1)
+	require.Equal(t, "id-1", got[0].ID())
 	pushed := logs.FilterMessage("job was pushed successfully").All()
 	require.Len(t, pushed, 1)
 	require.Equal(t, "id-1", pushed[0].ContextMap()["id"])

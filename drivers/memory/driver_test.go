@@ -693,13 +693,14 @@ func BenchmarkPushAck(b *testing.B) {
 }
 
 // A logger at debug level gets one structured entry per push; at info level Push writes nothing
-// (the level is read once, when the driver is built).
+// (the level is read once, when the driver is built). Either way the job is accepted.
 func TestPushLogsAtDebugLevelOnly(t *testing.T) {
 	for _, level := range []zapcore.Level{zapcore.DebugLevel, zapcore.InfoLevel} {
 		core, logs := observer.New(level)
 		d, err := NewDriver(zap.New(core), "p1", Config{}, drivertest.NewQueue(0))
 		require.NoError(t, err)
 		push(t, d, msg("id-1"))
+		requireCounts(t, d, counts{1, 0, 0}) // the job is held whatever the log level
 		pushed := logs.FilterMessage("job was pushed").All()
 		if level == zapcore.InfoLevel {
 			require.Empty(t, pushed)
