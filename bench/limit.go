@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strconv"
 	"time"
+
+	"github.com/rrjobs/jobs/bench/internal/barepool"
 )
 
 // runLimit measures scenario 4, the physical limit of the machine for this job shape: the same echo
@@ -23,11 +25,7 @@ func (e *env) runLimit(workers int, dur time.Duration) (rate, cpuPerJob float64,
 		}
 		return 0, 0, fmt.Errorf("bare pool: %w", err)
 	}
-	var res struct {
-		Jobs        int64   `json:"jobs"`
-		Seconds     float64 `json:"seconds"`
-		CPUMicrosPJ float64 `json:"cpu_us_per_job"`
-	}
+	var res barepool.Result
 	if err := json.Unmarshal(out, &res); err != nil {
 		return 0, 0, fmt.Errorf("bare pool: reading %q: %w", out, err)
 	}
