@@ -11,11 +11,16 @@ import (
 
 const metricsNamespace = "rr_jobs"
 
-// Push sources, the `source` label of rr_jobs_requests_total.
+// pushSource is where a push came from: it indexes a pipeline's per-source series, whose `source`
+// label (rr_jobs_requests_total, rr_jobs_push_latency) is pushSourceLabels[source].
+type pushSource int
+
 const (
-	sourceSingle = "single"
-	sourceBatch  = "batch"
+	sourceSingle pushSource = iota
+	sourceBatch
 )
+
+var pushSourceLabels = [...]string{sourceSingle: "single", sourceBatch: "batch"}
 
 // metrics holds every series the plugin exports, with the stock names and labels so existing
 // dashboards keep working. The tallies are counters (stock exported them as gauges; the sample lines

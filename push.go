@@ -82,7 +82,7 @@ func (p *Plugin) checkPushable(m *Message) error {
 // push hands msg to its pipeline's driver. ctx carries the driver call's deadline (jobs.timeout).
 // It runs on the RPC's own goroutine, which starts with a small stack: the error and log paths live
 // in separate functions so that this frame stays small and a push does not make the stack grow.
-func (p *Plugin) push(ctx context.Context, msg *Message, source string) error {
+func (p *Plugin) push(ctx context.Context, msg *Message, src pushSource) error {
 	if p.stopping.Load() {
 		return p.refuse(fmt.Errorf("the jobs plugin is shutting down, job %s was not pushed", msg.Ident))
 	}
@@ -90,7 +90,6 @@ func (p *Plugin) push(ctx context.Context, msg *Message, source string) error {
 	if e == nil {
 		return p.refuse(fmt.Errorf("no such pipeline, requested: %s", msg.Pipeline))
 	}
-	src := sourceIndex(source)
 	e.requests[src].Inc()
 	if e.driver == nil {
 		return p.refuse(fmt.Errorf("pipeline %q is not running: %w", msg.Pipeline, e.err()))

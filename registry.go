@@ -27,8 +27,8 @@ type pipelineEntry struct {
 	verdicts verdictTimer
 
 	// Series for this pipeline, resolved once instead of per push.
-	requests [2]prometheus.Counter  // by source: single, batch
-	latency  [2]prometheus.Observer // by source: single, batch
+	requests [len(pushSourceLabels)]prometheus.Counter  // by pushSource
+	latency  [len(pushSourceLabels)]prometheus.Observer // by pushSource
 }
 
 func (e *pipelineEntry) setErr(err error) {
@@ -43,16 +43,9 @@ func (e *pipelineEntry) err() error {
 	return e.failure
 }
 
-func sourceIndex(source string) int {
-	if source == sourceBatch {
-		return 1
-	}
-	return 0
-}
-
 func newPipelineEntry(pipe Pipeline, group *workerGroup, retry *retryPolicy, m *metrics) *pipelineEntry {
 	e := &pipelineEntry{pipe: pipe, group: group, retry: retry}
-	for i, src := range []string{sourceSingle, sourceBatch} {
+	for i, src := range pushSourceLabels {
 		e.requests[i] = m.requests.WithLabelValues(pipe.Name(), pipe.Driver(), src)
 		e.latency[i] = m.pushLatency.WithLabelValues(pipe.Name(), pipe.Driver(), src)
 	}
