@@ -11,6 +11,44 @@ import (
 	"time"
 )
 
+// ---- requests ----
+
+// queueRequest is the part of every request on one queue: the queue's URL. Request types embed it,
+// and encoding/json fills the promoted field.
+type queueRequest struct {
+	QueueURL string `json:"QueueUrl"`
+}
+
+func (r *queueRequest) queueURL() string { return r.QueueURL }
+
+// validator is a request with checks that need no queue. onQueue runs them before taking the lock,
+// so that they fail before a missing or unknown queue does.
+type validator interface{ validate() *apiError }
+
+// onQueue decodes an action's request, validates it, and runs fn on the queue it names, with the
+// server's lock held.
+func onQueue[T any, PT interface {
+	*T
+	queueURL() string
+}](s *Server, body []byte, fn func(in PT, q *queue) (any, *apiError)) (any, *apiError) {
+	in := PT(new(T))
+	if err := decode(body, in); err != nil {
+		return nil, err
+	}
+	if v, ok := any(in).(validator); ok {
+		if aerr := v.validate(); aerr != nil {
+			return nil, aerr
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q, aerr := s.lookup(in.queueURL())
+	if aerr != nil {
+		return nil, aerr
+	}
+	return fn(in, q)
+}
+
 // ---- queues ----
 
 func (s *Server) createQueue(_ *http.Request, body []byte) (any, *apiError) {
@@ -86,22 +124,50 @@ func (s *Server) getQueueURL(_ *http.Request, body []byte) (any, *apiError) {
 	return map[string]string{"QueueUrl": q.url}, nil
 }
 
+type getQueueAttributesRequest struct {
+	queueRequest
+	AttributeNames []string
+}
+
 func (s *Server) getQueueAttributes(_ *http.Request, body []byte) (any, *apiError) {
-	var in struct {
-		QueueURL       string `json:"QueueUrl"`
-		AttributeNames []string
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
+	return onQueue(s, body, func(in *getQueueAttributesRequest, q *queue) (any, *apiError) {
+		want, aerr := wantedAttrs(in.AttributeNames)
+		if aerr != nil {
+			return nil, aerr
+		}
+		visible, inflight, delayed := q.counts(s.now())
+		out := map[string]string{}
+		for name := range want {
+			switch name {
+			case attrNumMessages:
+				out[name] = strconv.Itoa(visible)
+			case attrNumNotVisible:
+				out[name] = strconv.Itoa(inflight)
+			case attrNumDelayed:
+				out[name] = strconv.Itoa(delayed)
+			case attrCreatedTimestamp:
+				out[name] = strconv.FormatInt(q.created.Unix(), 10)
+			case attrLastModifiedTimestamp:
+				out[name] = strconv.FormatInt(q.modified.Unix(), 10)
+			case attrQueueArn:
+				out[name] = q.arn
+			default:
+				if v, ok := q.attrs[name]; ok {
+					out[name] = v
+				}
+			}
+		}
+		if len(out) == 0 {
+			return struct{}{}, nil
+		}
+		return map[string]any{"Attributes": out}, nil
+	})
+}
+
+// wantedAttrs resolves GetQueueAttributes' AttributeNames ("All" standing for every readable one).
+func wantedAttrs(names []string) (map[string]bool, *apiError) {
 	want := map[string]bool{}
-	for _, n := range in.AttributeNames {
+	for _, n := range names {
 		if n == "All" {
 			for _, r := range readable {
 				want[r] = true
@@ -113,33 +179,7 @@ func (s *Server) getQueueAttributes(_ *http.Request, body []byte) (any, *apiErro
 		}
 		want[n] = true
 	}
-	now := s.now()
-	visible, inflight, delayed := q.counts(now)
-	out := map[string]string{}
-	for name := range want {
-		switch name {
-		case attrNumMessages:
-			out[name] = strconv.Itoa(visible)
-		case attrNumNotVisible:
-			out[name] = strconv.Itoa(inflight)
-		case attrNumDelayed:
-			out[name] = strconv.Itoa(delayed)
-		case attrCreatedTimestamp:
-			out[name] = strconv.FormatInt(q.created.Unix(), 10)
-		case attrLastModifiedTimestamp:
-			out[name] = strconv.FormatInt(q.modified.Unix(), 10)
-		case attrQueueArn:
-			out[name] = q.arn
-		default:
-			if v, ok := q.attrs[name]; ok {
-				out[name] = v
-			}
-		}
-	}
-	if len(out) == 0 {
-		return struct{}{}, nil
-	}
-	return map[string]any{"Attributes": out}, nil
+	return want, nil
 }
 
 func isReadable(name string) bool {
@@ -151,46 +191,30 @@ func isReadable(name string) bool {
 	return false
 }
 
+type setQueueAttributesRequest struct {
+	queueRequest
+	Attributes map[string]string
+}
+
 func (s *Server) setQueueAttributes(_ *http.Request, body []byte) (any, *apiError) {
-	var in struct {
-		QueueURL   string `json:"QueueUrl"`
-		Attributes map[string]string
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
-	attrs, aerr := s.normalizeAttrs(in.Attributes, q.fifo, false)
-	if aerr != nil {
-		return nil, aerr
-	}
-	s.applyAttrs(q, attrs, s.now())
-	s.wakeLocked()
-	return nil, nil
+	return onQueue(s, body, func(in *setQueueAttributesRequest, q *queue) (any, *apiError) {
+		attrs, aerr := s.normalizeAttrs(in.Attributes, q.fifo, false)
+		if aerr != nil {
+			return nil, aerr
+		}
+		s.applyAttrs(q, attrs, s.now())
+		s.wakeLocked()
+		return nil, nil
+	})
 }
 
 func (s *Server) deleteQueue(_ *http.Request, body []byte) (any, *apiError) {
-	var in struct {
-		QueueURL string `json:"QueueUrl"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
-	delete(s.queues, q.name)
-	s.deleted[q.name] = s.now()
-	s.wakeLocked()
-	return nil, nil
+	return onQueue(s, body, func(_ *queueRequest, q *queue) (any, *apiError) {
+		delete(s.queues, q.name)
+		s.deleted[q.name] = s.now()
+		s.wakeLocked()
+		return nil, nil
+	})
 }
 
 func (s *Server) listQueues(_ *http.Request, body []byte) (any, *apiError) {
@@ -243,116 +267,74 @@ func (s *Server) listQueues(_ *http.Request, body []byte) (any, *apiError) {
 	return out, nil
 }
 
+type tagQueueRequest struct {
+	queueRequest
+	Tags map[string]string
+}
+
 func (s *Server) tagQueue(_ *http.Request, body []byte) (any, *apiError) {
-	var in struct {
-		QueueURL string `json:"QueueUrl"`
-		Tags     map[string]string
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
-	if len(in.Tags) == 0 {
-		return nil, errMissingParameter("Tags")
-	}
-	for k, v := range in.Tags {
-		q.tags[k] = v
-	}
-	return nil, nil
+	return onQueue(s, body, func(in *tagQueueRequest, q *queue) (any, *apiError) {
+		if len(in.Tags) == 0 {
+			return nil, errMissingParameter("Tags")
+		}
+		for k, v := range in.Tags {
+			q.tags[k] = v
+		}
+		return nil, nil
+	})
+}
+
+type untagQueueRequest struct {
+	queueRequest
+	TagKeys []string
 }
 
 func (s *Server) untagQueue(_ *http.Request, body []byte) (any, *apiError) {
-	var in struct {
-		QueueURL string `json:"QueueUrl"`
-		TagKeys  []string
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
-	for _, k := range in.TagKeys {
-		delete(q.tags, k)
-	}
-	return nil, nil
+	return onQueue(s, body, func(in *untagQueueRequest, q *queue) (any, *apiError) {
+		for _, k := range in.TagKeys {
+			delete(q.tags, k)
+		}
+		return nil, nil
+	})
 }
 
 func (s *Server) listQueueTags(_ *http.Request, body []byte) (any, *apiError) {
-	var in struct {
-		QueueURL string `json:"QueueUrl"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
-	if len(q.tags) == 0 {
-		return struct{}{}, nil
-	}
-	tags := make(map[string]string, len(q.tags))
-	for k, v := range q.tags {
-		tags[k] = v
-	}
-	return map[string]any{"Tags": tags}, nil
+	return onQueue(s, body, func(_ *queueRequest, q *queue) (any, *apiError) {
+		if len(q.tags) == 0 {
+			return struct{}{}, nil
+		}
+		tags := make(map[string]string, len(q.tags))
+		for k, v := range q.tags {
+			tags[k] = v
+		}
+		return map[string]any{"Tags": tags}, nil
+	})
 }
 
 func (s *Server) purgeQueue(_ *http.Request, body []byte) (any, *apiError) {
-	var in struct {
-		QueueURL string `json:"QueueUrl"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
-	now := s.now()
-	if !q.lastPurge.IsZero() && now.Sub(q.lastPurge) < purgeInterval {
-		return nil, errPurgeInProgress(q.name)
-	}
-	q.lastPurge = now
-	q.msgs = nil
-	q.byID = map[string]*message{}
-	s.wakeLocked()
-	return nil, nil
+	return onQueue(s, body, func(_ *queueRequest, q *queue) (any, *apiError) {
+		now := s.now()
+		if !q.lastPurge.IsZero() && now.Sub(q.lastPurge) < purgeInterval {
+			return nil, errPurgeInProgress(q.name)
+		}
+		q.lastPurge = now
+		q.msgs = nil
+		q.byID = map[string]*message{}
+		s.wakeLocked()
+		return nil, nil
+	})
 }
 
 func (s *Server) listDeadLetterSourceQueues(_ *http.Request, body []byte) (any, *apiError) {
-	var in struct {
-		QueueURL string `json:"QueueUrl"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
-	urls := []string{}
-	for _, name := range sortedNames(s.queues) {
-		if src := s.queues[name]; src.redrive != nil && src.redrive.target == q.arn {
-			urls = append(urls, src.url)
+	return onQueue(s, body, func(_ *queueRequest, q *queue) (any, *apiError) {
+		urls := []string{}
+		for _, name := range sortedNames(s.queues) {
+			if src := s.queues[name]; src.redrive != nil && src.redrive.target == q.arn {
+				urls = append(urls, src.url)
+			}
 		}
-	}
-	return map[string]any{"queueUrls": urls}, nil
+		return map[string]any{"queueUrls": urls}, nil
+	})
 }
 
 // ---- sending ----
@@ -368,6 +350,8 @@ type sendEntry struct {
 	MessageGroupID          string `json:"MessageGroupId"`
 }
 
+func (e sendEntry) entryID() string { return e.ID }
+
 // sendResult is SendMessage's output, and one SendMessageBatch success (Id set).
 type sendResult struct {
 	ID                           string `json:"Id,omitempty"`
@@ -378,25 +362,19 @@ type sendResult struct {
 	SequenceNumber               string `json:",omitempty"`
 }
 
+type sendMessageRequest struct {
+	queueRequest
+	sendEntry
+}
+
 func (s *Server) sendMessage(_ *http.Request, body []byte) (any, *apiError) {
-	var in struct {
-		QueueURL string `json:"QueueUrl"`
-		sendEntry
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
-	res, aerr := s.send(q, &in.sendEntry, s.now())
-	if aerr != nil {
-		return nil, aerr
-	}
-	return res, nil
+	return onQueue(s, body, func(in *sendMessageRequest, q *queue) (any, *apiError) {
+		res, aerr := s.send(q, &in.sendEntry, s.now())
+		if aerr != nil {
+			return nil, aerr
+		}
+		return res, nil
+	})
 }
 
 // entrySize is what a message counts against MaximumMessageSize (and a batch's total).
@@ -516,16 +494,20 @@ func failed(id string, e *apiError) batchError {
 	return batchError{ID: id, SenderFault: e.sender, Code: e.code, Message: e.msg}
 }
 
-// checkBatchIDs validates the entry count and ids of a batch request.
-func checkBatchIDs(ids []string) *apiError {
+// batchEntry is one entry of a batch request.
+type batchEntry interface{ entryID() string }
+
+// checkBatch validates the entry count and ids of a batch request.
+func checkBatch[E batchEntry](entries []E) *apiError {
 	switch {
-	case len(ids) == 0:
+	case len(entries) == 0:
 		return errEmptyBatch()
-	case len(ids) > maxBatchEntries:
-		return errTooManyEntries(len(ids))
+	case len(entries) > maxBatchEntries:
+		return errTooManyEntries(len(entries))
 	}
 	seen := map[string]bool{}
-	for _, id := range ids {
+	for _, e := range entries {
+		id := e.entryID()
 		if !batchIDRe.MatchString(id) {
 			return errInvalidBatchEntryID(id)
 		}
@@ -537,46 +519,35 @@ func checkBatchIDs(ids []string) *apiError {
 	return nil
 }
 
+type sendMessageBatchRequest struct {
+	queueRequest
+	Entries []sendEntry
+}
+
+func (r *sendMessageBatchRequest) validate() *apiError { return checkBatch(r.Entries) }
+
 func (s *Server) sendMessageBatch(_ *http.Request, body []byte) (any, *apiError) {
-	var in struct {
-		QueueURL string `json:"QueueUrl"`
-		Entries  []sendEntry
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(in.Entries))
-	for i, e := range in.Entries {
-		ids[i] = e.ID
-	}
-	if aerr := checkBatchIDs(ids); aerr != nil {
-		return nil, aerr
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
-	total := 0
-	for i := range in.Entries {
-		n, _ := entrySize(&in.Entries[i])
-		total += n
-	}
-	if limit := q.intAttr(attrMaximumMessageSize); total > limit {
-		return nil, errBatchTooLong(total, limit)
-	}
-	now := s.now()
-	ok, bad := []*sendResult{}, []batchError{}
-	for i := range in.Entries {
-		res, aerr := s.send(q, &in.Entries[i], now)
-		if aerr != nil {
-			bad = append(bad, failed(in.Entries[i].ID, aerr))
-			continue
+	return onQueue(s, body, func(in *sendMessageBatchRequest, q *queue) (any, *apiError) {
+		total := 0
+		for i := range in.Entries {
+			n, _ := entrySize(&in.Entries[i])
+			total += n
 		}
-		ok = append(ok, res)
-	}
-	return map[string]any{"Successful": ok, "Failed": bad}, nil
+		if limit := q.intAttr(attrMaximumMessageSize); total > limit {
+			return nil, errBatchTooLong(total, limit)
+		}
+		now := s.now()
+		ok, bad := []*sendResult{}, []batchError{}
+		for i := range in.Entries {
+			res, aerr := s.send(q, &in.Entries[i], now)
+			if aerr != nil {
+				bad = append(bad, failed(in.Entries[i].ID, aerr))
+				continue
+			}
+			ok = append(ok, res)
+		}
+		return map[string]any{"Successful": ok, "Failed": bad}, nil
+	})
 }
 
 // ---- receiving ----
@@ -852,26 +823,20 @@ func (s *Server) deleteOne(q *queue, handle string, now time.Time) *apiError {
 	return nil
 }
 
+type deleteMessageRequest struct {
+	queueRequest
+	ReceiptHandle string
+}
+
 func (s *Server) deleteMessage(_ *http.Request, body []byte) (any, *apiError) {
-	var in struct {
-		QueueURL      string `json:"QueueUrl"`
-		ReceiptHandle string
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
-	q.expire(s.now())
-	if aerr := s.deleteOne(q, in.ReceiptHandle, s.now()); aerr != nil {
-		return nil, aerr
-	}
-	s.wakeLocked() // a FIFO group may be free now
-	return nil, nil
+	return onQueue(s, body, func(in *deleteMessageRequest, q *queue) (any, *apiError) {
+		q.expire(s.now())
+		if aerr := s.deleteOne(q, in.ReceiptHandle, s.now()); aerr != nil {
+			return nil, aerr
+		}
+		s.wakeLocked() // a FIFO group may be free now
+		return nil, nil
+	})
 }
 
 type handleEntry struct {
@@ -880,47 +845,38 @@ type handleEntry struct {
 	VisibilityTimeout int
 }
 
+func (e handleEntry) entryID() string { return e.ID }
+
 func (s *Server) deleteMessageBatch(_ *http.Request, body []byte) (any, *apiError) {
 	return s.handleBatch(body, func(q *queue, e handleEntry, now time.Time) *apiError {
 		return s.deleteOne(q, e.ReceiptHandle, now)
 	})
 }
 
+type handleBatchRequest struct {
+	queueRequest
+	Entries []handleEntry
+}
+
+func (r *handleBatchRequest) validate() *apiError { return checkBatch(r.Entries) }
+
 // handleBatch runs apply for each entry of a batch request on receipt handles (DeleteMessageBatch,
 // ChangeMessageVisibilityBatch) and reports which entries succeeded and which failed.
 func (s *Server) handleBatch(body []byte, apply func(q *queue, e handleEntry, now time.Time) *apiError) (any, *apiError) {
-	var in struct {
-		QueueURL string `json:"QueueUrl"`
-		Entries  []handleEntry
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(in.Entries))
-	for i, e := range in.Entries {
-		ids[i] = e.ID
-	}
-	if aerr := checkBatchIDs(ids); aerr != nil {
-		return nil, aerr
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
-	now := s.now()
-	q.expire(now)
-	ok, bad := []map[string]string{}, []batchError{}
-	for _, e := range in.Entries {
-		if aerr := apply(q, e, now); aerr != nil {
-			bad = append(bad, failed(e.ID, aerr))
-			continue
+	return onQueue(s, body, func(in *handleBatchRequest, q *queue) (any, *apiError) {
+		now := s.now()
+		q.expire(now)
+		ok, bad := []map[string]string{}, []batchError{}
+		for _, e := range in.Entries {
+			if aerr := apply(q, e, now); aerr != nil {
+				bad = append(bad, failed(e.ID, aerr))
+				continue
+			}
+			ok = append(ok, map[string]string{"Id": e.ID})
 		}
-		ok = append(ok, map[string]string{"Id": e.ID})
-	}
-	s.wakeLocked()
-	return map[string]any{"Successful": ok, "Failed": bad}, nil
+		s.wakeLocked()
+		return map[string]any{"Successful": ok, "Failed": bad}, nil
+	})
 }
 
 // changeOne sets the visibility timeout of the in-flight message behind handle.
@@ -949,31 +905,29 @@ func (s *Server) changeOne(q *queue, handle string, vt int, now time.Time) *apiE
 	return nil
 }
 
+type changeMessageVisibilityRequest struct {
+	queueRequest
+	ReceiptHandle     string
+	VisibilityTimeout *int
+}
+
+func (r *changeMessageVisibilityRequest) validate() *apiError {
+	if r.VisibilityTimeout == nil {
+		return errMissingParameter("VisibilityTimeout")
+	}
+	return nil
+}
+
 func (s *Server) changeMessageVisibility(_ *http.Request, body []byte) (any, *apiError) {
-	var in struct {
-		QueueURL          string `json:"QueueUrl"`
-		ReceiptHandle     string
-		VisibilityTimeout *int
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	if in.VisibilityTimeout == nil {
-		return nil, errMissingParameter("VisibilityTimeout")
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, aerr := s.lookup(in.QueueURL)
-	if aerr != nil {
-		return nil, aerr
-	}
-	now := s.now()
-	q.expire(now)
-	if aerr := s.changeOne(q, in.ReceiptHandle, *in.VisibilityTimeout, now); aerr != nil {
-		return nil, aerr
-	}
-	s.wakeLocked()
-	return nil, nil
+	return onQueue(s, body, func(in *changeMessageVisibilityRequest, q *queue) (any, *apiError) {
+		now := s.now()
+		q.expire(now)
+		if aerr := s.changeOne(q, in.ReceiptHandle, *in.VisibilityTimeout, now); aerr != nil {
+			return nil, aerr
+		}
+		s.wakeLocked()
+		return nil, nil
+	})
 }
 
 func (s *Server) changeMessageVisibilityBatch(_ *http.Request, body []byte) (any, *apiError) {
