@@ -182,7 +182,7 @@ func decodeMessage(table amqp.Table, messageID string, defaultPriority int64) (m
 			b = []byte(t)
 		}
 		if len(b) > 0 {
-			h, err := decodeHeadersJSON(b)
+			h, err := driverkit.DecodeHeadersJSON(b)
 			if err != nil {
 				warn("%s: %v", jobs.RRHeaders, err)
 			}
@@ -195,51 +195,6 @@ func decodeMessage(table amqp.Table, messageID string, defaultPriority int64) (m
 		m.headers = headers
 	}
 	return m, warnings
-}
-
-// decodeHeadersJSON reads rr_headers: {"name": ["v1", ...]}, leniently (a string value becomes a
-// one-element list, other scalars are formatted).
-func decodeHeadersJSON(b []byte) (map[string][]string, error) {
-	var strict map[string][]string
-	if err := json.Unmarshal(b, &strict); err == nil {
-		return strict, nil
-	}
-	var loose map[string]any
-	if err := json.Unmarshal(b, &loose); err != nil {
-		return nil, fmt.Errorf("not a JSON object: %w", err)
-	}
-	out := make(map[string][]string, len(loose))
-	for k, v := range loose {
-		switch t := v.(type) {
-		case nil:
-		case []any:
-			vals := make([]string, 0, len(t))
-			for _, e := range t {
-				vals = append(vals, jsonScalar(e))
-			}
-			out[k] = vals
-		default:
-			out[k] = []string{jsonScalar(t)}
-		}
-	}
-	return out, nil
-}
-
-func jsonScalar(v any) string {
-	switch t := v.(type) {
-	case string:
-		return t
-	case nil:
-		return ""
-	case bool, float64:
-		return fmt.Sprint(t)
-	default:
-		b, err := json.Marshal(t)
-		if err != nil {
-			return fmt.Sprint(t)
-		}
-		return string(b)
-	}
 }
 
 // headerValues renders an AMQP table value as header strings.

@@ -52,3 +52,22 @@ func TestRemoveFromQueueKeepsOwnJobs(t *testing.T) {
 	require.Len(t, RemoveFromQueue[*job](q, "p", nil), 3)
 	require.Empty(t, RemoveFromQueue[*job](&removeQueue{}, "p", nil))
 }
+
+func TestDecodeHeadersJSONIsLenient(t *testing.T) {
+	h, err := DecodeHeadersJSON([]byte(`{"a":["1","2"]}`))
+	require.NoError(t, err)
+	require.Equal(t, map[string][]string{"a": {"1", "2"}}, h)
+
+	// What a PHP app may write by hand (a PostgreSQL headers column, an rr_headers attribute).
+	h, err = DecodeHeadersJSON([]byte(`{"s":"x","n":3,"b":true,"l":[1,"y"],"o":{"k":1},"z":null}`))
+	require.NoError(t, err)
+	require.Equal(t, map[string][]string{"s": {"x"}, "n": {"3"}, "b": {"true"}, "l": {"1", "y"}, "o": {`{"k":1}`}}, h)
+
+	for _, empty := range []string{``, ` `, `null`, `{}`} {
+		h, err = DecodeHeadersJSON([]byte(empty))
+		require.NoError(t, err, empty)
+		require.Nil(t, h, empty)
+	}
+	_, err = DecodeHeadersJSON([]byte(`[1]`))
+	require.ErrorContains(t, err, "not a JSON object")
+}

@@ -10,6 +10,8 @@ import (
 
 	pb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/roadrunner-server/api/v4/plugins/v4/jobs"
+
+	"github.com/rrjobs/jobs/drivers/driverkit"
 )
 
 // Message attributes. The first six are the stock driver's layout (the api/v4 constants), so
@@ -164,9 +166,9 @@ func decodeMessage(m *pb.PubsubMessage, defPriority int64) decoded {
 	case err != nil:
 		d.Warnings = append(d.Warnings, err.Error())
 	case hasHeaders:
-		h, err := decodeHeaders(raw)
+		h, err := driverkit.DecodeHeadersJSON([]byte(raw))
 		if err != nil {
-			d.Warnings = append(d.Warnings, err.Error())
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%s is %v", attrHeaders, err))
 		}
 		d.Headers = h
 	case attrs[attrID] == "" && attrs[attrJob] == "":
@@ -200,61 +202,6 @@ func joinHeaders(attrs map[string]string) (string, bool, error) {
 		b.WriteString(part)
 	}
 	return b.String(), true, nil
-}
-
-// decodeHeaders reads the rr_headers JSON. A string value becomes a one-element list and other
-// scalars are formatted, so headers written by hand still arrive.
-func decodeHeaders(raw string) (map[string][]string, error) {
-	raw = strings.TrimSpace(raw)
-	if raw == "" || raw == "null" {
-		return nil, nil
-	}
-	var strict map[string][]string
-	if err := json.Unmarshal([]byte(raw), &strict); err == nil {
-		if len(strict) == 0 {
-			return nil, nil
-		}
-		return strict, nil
-	}
-	var loose map[string]any
-	if err := json.Unmarshal([]byte(raw), &loose); err != nil {
-		return nil, fmt.Errorf("%s is not a JSON object: %w", attrHeaders, err)
-	}
-	out := make(map[string][]string, len(loose))
-	for k, v := range loose {
-		switch t := v.(type) {
-		case nil:
-		case []any:
-			vals := make([]string, 0, len(t))
-			for _, e := range t {
-				vals = append(vals, scalarString(e))
-			}
-			out[k] = vals
-		default:
-			out[k] = []string{scalarString(t)}
-		}
-	}
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return out, nil
-}
-
-func scalarString(v any) string {
-	switch t := v.(type) {
-	case string:
-		return t
-	case nil:
-		return ""
-	case bool, float64:
-		return fmt.Sprint(t)
-	default:
-		b, err := json.Marshal(t)
-		if err != nil {
-			return fmt.Sprint(t)
-		}
-		return string(b)
-	}
 }
 
 // foreignHeaders turns the attributes of a message from another producer into headers.

@@ -489,7 +489,7 @@ func (d *Driver) fetch(ctx context.Context, n int) ([]*Item, error) {
 			if err := rows.Scan(&it.rowID, &it.token, &it.id, &it.job, &it.payload, &hdr, &it.priority, &it.autoAck, &it.runAt); err != nil {
 				return fmt.Errorf("read a leased row: %w", err)
 			}
-			h, herr := decodeHeaders(hdr)
+			h, herr := driverkit.DecodeHeadersJSON(hdr)
 			if herr != nil {
 				d.log.Warn("job headers could not be decoded, the job is delivered without them",
 					zap.String("pipeline", d.pipeline), zap.String("id", it.id), zap.Error(herr))

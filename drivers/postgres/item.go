@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/roadrunner-server/api/v4/plugins/v4/jobs"
@@ -111,59 +110,4 @@ func encodeHeaders(h map[string][]string) (string, error) {
 		return "", err
 	}
 	return string(b), nil
-}
-
-// decodeHeaders reads the headers column. It is lenient with rows written by SQL producers: a
-// string value becomes a one-element list, other scalars are formatted, and nested values are kept
-// as their JSON text.
-func decodeHeaders(raw []byte) (map[string][]string, error) {
-	if len(raw) == 0 {
-		return nil, nil
-	}
-	var strict map[string][]string
-	if err := json.Unmarshal(raw, &strict); err == nil {
-		if len(strict) == 0 {
-			return nil, nil
-		}
-		return strict, nil
-	}
-	var loose map[string]any
-	if err := json.Unmarshal(raw, &loose); err != nil {
-		return nil, fmt.Errorf("headers are not a JSON object: %w", err)
-	}
-	out := make(map[string][]string, len(loose))
-	for k, v := range loose {
-		switch t := v.(type) {
-		case nil:
-		case []any:
-			vals := make([]string, 0, len(t))
-			for _, e := range t {
-				vals = append(vals, scalarString(e))
-			}
-			out[k] = vals
-		default:
-			out[k] = []string{scalarString(t)}
-		}
-	}
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return out, nil
-}
-
-func scalarString(v any) string {
-	switch t := v.(type) {
-	case string:
-		return t
-	case nil:
-		return ""
-	case bool, float64:
-		return fmt.Sprint(t)
-	default:
-		b, err := json.Marshal(t)
-		if err != nil {
-			return fmt.Sprint(t)
-		}
-		return string(b)
-	}
 }
